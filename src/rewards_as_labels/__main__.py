@@ -1,0 +1,77 @@
+"""Command line: ``python -m rewards_as_labels <command> [--config FILE | --profile NAME] [--<field> VALUE ...]``.
+
+Commands
+    data       write the task's JSONL splits under ``data_dir``
+    warmstart  supervised warm start of the profile's base policy (cached under runs/<profile>/warmstart)
+    train      RL training of one method and seed (``--resume`` continues from the latest checkpoint)
+    bench      time each phase of one training step per method, and generation tokens/s
+
+Any field of :class:`rewards_as_labels.config.Config` can be overridden, e.g.
+``python -m rewards_as_labels train --config configs/tiny.yaml --method real --seed 0 --total_steps 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import load_config
+
+COMMANDS = ("data", "warmstart", "train", "bench")
+
+
+def parse(argv: list[str]):
+    parser = argparse.ArgumentParser(prog="python -m rewards_as_labels", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("--config", help="YAML profile file (default: configs/<profile>.yaml)")
+    parser.add_argument("--profile", default=None, help="profile name under configs/ (default tiny)")
+    parser.add_argument("--resume", action="store_true", help="train: continue from the latest checkpoint")
+    parser.add_argument("--force", action="store_true", help="warmstart: retrain even if cached")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args, rest = parser.parse_known_args(argv)
+    overrides = {}
+    i = 0
+    while i < len(rest):
+        key = rest[i]
+        if key.startswith("--") and "=" in key:  # --field=value
+            name, value = key[2:].split("=", 1)
+            i += 1
+        elif key.startswith("--") and i + 1 < len(rest):  # --field value
+            name, value = key[2:], rest[i + 1]
+            i += 2
+        else:
+            parser.error(f"expected '--<field> <value>' pairs after the options, got {' '.join(rest[i:])!r}")
+        overrides[name.replace("-", "_")] = value
+    if args.config is None and args.profile is None:
+        args.profile = "tiny"
+    cfg = load_config(args.config, overrides, profile=args.profile if args.config is None else None)
+    return args, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args, cfg = parse(sys.argv[1:] if argv is None else argv)
+        if args.command == "data":
+            from .task import write_splits
+
+            print(write_splits(cfg))
+        elif args.command == "warmstart":
+            from .warmstart import warmstart
+
+            print(warmstart(cfg, force=args.force))
+        elif args.command == "train":
+            from .trainer import train
+
+            print(train(cfg, resume=args.resume, progress=not args.no_progress))
+        elif args.command == "bench":
+            from .bench import bench
+
+            bench(cfg)
+    except (ValueError, FileExistsError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

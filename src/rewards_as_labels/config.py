@@ -1,0 +1,289 @@
+"""One typed configuration for every stage (data, warm start, training, evaluation).
+
+Profiles are small YAML files under ``configs/`` that override the defaults below;
+any field can be overridden again on the command line (``--total_steps 2``) or as a
+papermill parameter of the same name. The defaults run on a 2-core CPU.
+
+Resolution order: dataclass defaults < profile YAML < explicit overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+METHODS = ("real", "grad", "grpo", "dapo", "gspo")
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass
+class Config:
+    """Every knob of the package. Field docs: type, default, meaning (paper reference).
+
+    Identity and output
+        profile (str, "tiny"): name of the profile this config came from.
+        method (str, "real"): one of ``real, grad, grpo, dapo, gspo``.
+        seed (int, 0): master seed; per-step / per-prompt seeds derive from it.
+        out (str, ""): run folder; empty means ``runs/<profile>/<method>-s<seed>``.
+
+    Task and data
+        task (str, "arithmetic"): the embedded generated task.
+        data_dir (str, "data"): where ``make data`` writes the JSONL splits.
+        operand_digits (list[int], [2, 3]): difficulty levels = operand digit counts.
+        operations (str, "+"): operators the generator draws from.
+        n_sft / n_train / n_validation / n_test (int): split sizes, disjoint by construction.
+        data_seed (int, 1234): seed of the task generator (independent of ``seed``).
+
+    Model
+        model (str, ""): hub id or local folder; empty = the profile's warm-started model.
+        hidden_size, num_layers, num_heads, intermediate_size (int): the tiny Qwen2
+            (head_dim = hidden_size / num_heads must be >= 32 for vLLM-CPU).
+
+    Warm start (supervised, stopped early on purpose so RL has room to improve)
+        warmstart_steps (int, 500), warmstart_lr (float, 2e-3), warmstart_warmup (int, 100),
+        warmstart_batch_size (int, 128), warmstart_weight_decay (float, 0.01).
+
+    RL training (paper section "Training recipe"; our CPU-sized defaults)
+        total_steps (int, 300): optimiser steps are ``total_steps * minibatches_per_step``.
+        prompts_per_step (int, 32): P prompts sampled per step (paper: 128).
+        rollouts_per_prompt (int, 8): n rollouts per prompt (paper: 8).
+        minibatches_per_step (int, 2): M optimiser mini-batches per rollout batch; M > 1
+            makes later mini-batches off-policy so s != 0 (paper: 4).
+        learning_rate (float, 3e-4), adam_beta1 (0.9), adam_beta2 (0.99), weight_decay (0.0),
+        max_grad_norm (float, 1.0), lr_warmup_steps (int, 0).
+        micro_batch_size (int, 0): rows per forward/backward pass inside a mini-batch
+            (exact gradient accumulation, any method; 0 = the whole mini-batch at once).
+        tau (float, 0.5): REAL / GRAD temperature (paper: 0.5).
+        clip_eps (float, 0.2): GRPO clip (paper: 0.2).
+        dapo_clip_low / dapo_clip_high (float, 0.2 / 0.28): DAPO clip-higher.
+        gspo_clip_low / gspo_clip_high (float, 3e-4 / 4e-4): GSPO sequence-ratio clip.
+        kl_coef (float | None, None): KL-to-reference coefficient; None = method default
+            (0.001 for GRPO as in the paper, 0 for the others).
+        temperature (float, 1.0), top_k (int, 0 = off), top_p (float, 1.0): rollout sampling.
+        max_new_tokens (int, 5): response budget; longer responses are truncated (reward 0).
+        rollout_backend (str, "hf"): ``hf`` (transformers ``generate``).
+
+    Evaluation, checkpoints, runtime
+        eval_every (int, 25; 0 = no evaluation), eval_prompts (int, 200), eval_samples (int, 8),
+        eval_temperature (float, 1.0): held-out pass@1 during training (validation split).
+        test_samples (int, 8): samples per test prompt in ``evaluate`` (pass@1 and pass@k).
+        checkpoint_every (int, 50), keep_checkpoints (int, 2).
+        num_threads (int, 1): torch intra-op threads.
+        device (str, "cpu"), dtype (str, "float32").
+    """
+
+    profile: str = "tiny"
+    method: str = "real"
+    seed: int = 0
+    out: str = ""
+
+    task: str = "arithmetic"
+    data_dir: str = "data"
+    operand_digits: list = field(default_factory=lambda: [2, 3])
+    operations: str = "+"
+    n_sft: int = 40000
+    n_train: int = 20000
+    n_validation: int = 200
+    n_test: int = 500
+    data_seed: int = 1234
+
+    model: str = ""
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 512
+
+    warmstart_steps: int = 500
+    warmstart_lr: float = 2e-3
+    warmstart_warmup: int = 100
+    warmstart_batch_size: int = 128
+    warmstart_weight_decay: float = 0.01
+
+    total_steps: int = 300
+    prompts_per_step: int = 32
+    rollouts_per_prompt: int = 8
+    minibatches_per_step: int = 2
+    learning_rate: float = 3e-4
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lr_warmup_steps: int = 0
+    micro_batch_size: int = 0
+    tau: float = 0.5
+    clip_eps: float = 0.2
+    dapo_clip_low: float = 0.2
+    dapo_clip_high: float = 0.28
+    gspo_clip_low: float = 3e-4
+    gspo_clip_high: float = 4e-4
+    kl_coef: typing.Optional[float] = None
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_new_tokens: int = 5
+    rollout_backend: str = "hf"
+
+    eval_every: int = 25
+    eval_prompts: int = 200
+    eval_samples: int = 8
+    eval_temperature: float = 1.0
+    test_samples: int = 8
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    num_threads: int = 1
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad value and the fix."""
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
+        if not (self.tau > 0 and self.tau < float("inf")):
+            raise ValueError(f"tau must be a finite number > 0, got {self.tau!r}")
+        if self.rollouts_per_prompt < 2:
+            raise ValueError(
+                f"rollouts_per_prompt must be >= 2 (a group needs two labels to carry signal), "
+                f"got {self.rollouts_per_prompt}"
+            )
+        if self.prompts_per_step < 1:
+            raise ValueError(f"prompts_per_step must be >= 1, got {self.prompts_per_step}")
+        if self.minibatches_per_step < 1 or self.prompts_per_step % self.minibatches_per_step:
+            raise ValueError(
+                f"minibatches_per_step={self.minibatches_per_step} must be >= 1 and divide "
+                f"prompts_per_step={self.prompts_per_step} (mini-batches hold whole groups)"
+            )
+        for name in ("total_steps", "max_new_tokens", "eval_prompts", "eval_samples", "test_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0 or self.checkpoint_every < 1:
+            raise ValueError(
+                f"eval_every must be >= 0 (0 = off) and checkpoint_every >= 1, got {self.eval_every} and {self.checkpoint_every}"
+            )
+        if self.temperature <= 0 or self.eval_temperature <= 0:
+            raise ValueError("temperature and eval_temperature must be > 0 (use greedy evaluation for 0)")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
+        if self.rollout_backend not in ("hf",):
+            raise ValueError(f"unknown rollout_backend {self.rollout_backend!r}; valid: hf")
+
+    # --------------------------------------------------------------- derived
+    @property
+    def resolved_kl_coef(self) -> float:
+        """KL coefficient in force: explicit value, else 0.001 for GRPO (paper) and 0 otherwise."""
+        if self.kl_coef is not None:
+            return float(self.kl_coef)
+        return 0.001 if self.method == "grpo" else 0.0
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / self.profile / f"{self.method}-s{self.seed}"
+
+    @property
+    def profile_dir(self) -> Path:
+        return Path("runs") / self.profile
+
+    @property
+    def warmstart_dir(self) -> Path:
+        return self.profile_dir / "warmstart"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["resolved_kl_coef"] = self.resolved_kl_coef
+        return d
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a CLI/YAML value into the field's declared type, with a clear error."""
+    default = FIELDS[name].default
+    if FIELDS[name].default_factory is not dataclasses.MISSING:  # list fields
+        if isinstance(value, str):
+            value = yaml.safe_load(value if value.startswith("[") else f"[{value}]")
+        if not isinstance(value, list):
+            raise ValueError(f"config field {name!r} expects a list, got {value!r}")
+        return value
+    if isinstance(value, str) and not isinstance(default, str):
+        if value.lower() in ("none", "null") and name == "kl_coef":
+            return None
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:  # pragma: no cover - yaml accepts almost anything
+            raise ValueError(f"cannot parse value {value!r} for config field {name!r}") from exc
+    if value is None:
+        if name == "kl_coef":
+            return None
+        raise ValueError(f"config field {name!r} cannot be null")
+    kind = type(default) if default is not None else float
+    try:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise TypeError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"config field {name!r} expects {kind.__name__}, got {value!r}"
+        ) from None
+
+
+def check_field_names(names) -> None:
+    unknown = [n for n in names if n not in FIELDS]
+    if unknown:
+        hints = []
+        for n in unknown:
+            close = difflib.get_close_matches(n, FIELDS, n=1)
+            hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(
+            f"unknown config field(s): {', '.join(hints)}. Valid fields: {', '.join(FIELDS)}"
+        )
+
+
+def profile_path(profile: str) -> Path:
+    path = CONFIG_DIR / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ValueError(f"unknown profile {profile!r}; profiles in {CONFIG_DIR}: {', '.join(known)}")
+    return path
+
+
+def load_config(
+    config: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    profile: str | None = None,
+) -> Config:
+    """Build a :class:`Config` from a YAML file or profile name plus overrides.
+
+    >>> load_config(profile="tiny", overrides={"total_steps": "2"}).total_steps
+    2
+    """
+    values: dict[str, Any] = {}
+    if config is None and profile is not None:
+        config = profile_path(profile)
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist; profiles live in {CONFIG_DIR}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config file {str(path)!r} must hold a mapping of field: value")
+        check_field_names(loaded)
+        values.update(loaded)
+        values.setdefault("profile", path.stem)
+    overrides = {k: v for k, v in (overrides or {}).items()}
+    check_field_names(overrides)
+    values.update(overrides)
+    return Config(**{k: _coerce(k, v) for k, v in values.items()})

@@ -1,0 +1,73 @@
+"""Read what training and evaluation saved, as tidy DataFrames for the figure notebook.
+
+Nothing here trains or evaluates: ``make figures`` only reads ``runs/<profile>/``.
+Run folders are recognised by their ``metrics.jsonl`` and named ``<method>-s<seed>``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .config import METHODS
+
+
+def run_folders(profile_dir: str | Path) -> list[Path]:
+    """Run folders under ``profile_dir``, in the paper's method order then seed."""
+    found = [p.parent for p in Path(profile_dir).glob("*/metrics.jsonl")]
+    order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(found, key=lambda p: (order.get(p.name.rsplit("-s", 1)[0], 99), p.name))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_metrics(profile_dir: str | Path) -> pd.DataFrame:
+    """One row per (run, step) with every logged metric; columns ``method``, ``seed``, ``step``, ...
+
+    Raises ``FileNotFoundError`` naming ``make train`` when there is no run to read.
+    """
+    folders = run_folders(profile_dir)
+    if not folders:
+        raise FileNotFoundError(f"no run folders with metrics.jsonl under {profile_dir}; run `make train-all` first")
+    frames = [pd.DataFrame(_read_jsonl(p / "metrics.jsonl")).assign(run=p.name) for p in folders]
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_weight_samples(profile_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-rollout and per-token gradient-weight samples saved by training.
+
+    Returns ``(rollouts, tokens)``: ``rollouts`` has columns method, seed, step, s, label,
+    w_real, w_grad; ``tokens`` has method, seed, step, s_token, a_token, w_grpo.
+    """
+    roll, tok = [], []
+    for folder in run_folders(profile_dir):
+        path = folder / "weight_samples.jsonl"
+        if not path.exists():
+            continue
+        for rec in _read_jsonl(path):
+            key = {"method": rec["method"], "seed": folder.name.rsplit("-s", 1)[1], "step": rec["step"]}
+            roll.append(pd.DataFrame({k: rec[k] for k in ("s", "label", "w_real", "w_grad")}).assign(**key))
+            tok.append(pd.DataFrame({k: rec[k] for k in ("s_token", "a_token", "w_grpo")}).assign(**key))
+    empty = pd.DataFrame()
+    return (pd.concat(roll, ignore_index=True) if roll else empty, pd.concat(tok, ignore_index=True) if tok else empty)
+
+
+def mean_std_table(df: pd.DataFrame, value_cols: list[str], by: str = "method") -> pd.DataFrame:
+    """``mean ± std`` over seeds of each value column, one row per ``by`` (paper's method order).
+
+    >>> df = pd.DataFrame({"method": ["real", "real"], "acc": [0.2, 0.4]})
+    >>> mean_std_table(df, ["acc"]).loc["real", "acc"]
+    '0.300 ± 0.141'
+    """
+    agg = df.groupby(by)[value_cols].agg(["mean", "std", "count"])
+    out = pd.DataFrame(index=agg.index)
+    for col in value_cols:
+        mean, std = agg[(col, "mean")], agg[(col, "std")].fillna(0.0)
+        out[col] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, std)]
+    out["seeds"] = agg[(value_cols[0], "count")].astype(int)
+    order = [m for m in ["base", *METHODS] if m in out.index]
+    return out.loc[order + [m for m in out.index if m not in order]]

@@ -1,0 +1,248 @@
+"""Sampling rollouts and scoring them under the policy.
+
+A rollout backend turns P prompts into a :class:`RolloutBatch` of B = P * n responses in
+*prompt-major* order: rows ``g*n .. g*n+n-1`` are the n rollouts of prompt g, so a
+``[B]`` tensor reshapes to ``[P, n]`` groups with ``.view(P, n)``.
+
+Choices and deviations (the paper's verl setup samples with vLLM at temperature 0.6):
+1) The interface is a Protocol so that a vLLM backend can be added beside the HF one;
+   ``sync_weights`` is where such a backend reloads the trained weights (a no-op for HF,
+   which samples from the very module being trained).
+2) Sampling is the *plain* softmax of ``logits / temperature``: we always pass
+   ``top_k=0`` and ``top_p=1.0`` explicitly because ``generate`` otherwise applies
+   ``top_k=50``, which makes the behaviour policy differ from the policy whose
+   log-probabilities the losses use. ``temperature=0`` means greedy decoding.
+3) Determinism: ``torch.manual_seed(seed)`` right before ``generate``, inside
+   ``torch.random.fork_rng`` so the caller's global RNG stream is left untouched.
+4) ``response_mask`` covers generated tokens up to *and including* the first EOS (the
+   policy chose to stop, and that choice is trained); tokens after EOS are padding.
+   A response with no EOS within ``max_new_tokens`` is ``truncated``.
+5) ``texts`` are decoded without skipping special tokens (only the final EOS is cut), so a
+   sampled ``<pad>`` stays visible as text and cannot glue digits into a right answer.
+6) :func:`response_logprobs` recomputes log-probabilities with one forward pass over
+   ``prompt + response`` using the same left-padded position ids as ``generate``; logits
+   are kept for the response positions only (``logits_to_keep``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class RolloutBatch:
+    """P prompts x n rollouts, prompt-major (B = P * n rows).
+
+    prompt_ids      LongTensor [B, Tp]  left-padded prompt tokens
+    prompt_mask     BoolTensor [B, Tp]  True on real prompt tokens
+    response_ids    LongTensor [B, Tr]  right-padded sampled tokens (pad id after EOS)
+    response_mask   BoolTensor [B, Tr]  True on generated tokens up to and including EOS
+    truncated       BoolTensor [B]      True when no EOS came within max_new_tokens
+    texts           list[str]           decoded responses without EOS / padding
+    n               int                 rollouts per prompt (group size)
+    sampling_logprobs FloatTensor [B, Tr] | None  the sampler's own log-probs, 0 off-mask
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor
+    truncated: torch.Tensor
+    texts: list[str]
+    n: int
+    sampling_logprobs: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.response_ids.shape[0]
+
+    @property
+    def num_groups(self) -> int:
+        return self.batch_size // self.n
+
+    @property
+    def response_lengths(self) -> torch.Tensor:
+        """Tokens per response including EOS, LongTensor [B]."""
+        return self.response_mask.sum(dim=1)
+
+    def select(self, rows: torch.Tensor | slice) -> "RolloutBatch":
+        """Sub-batch of the given rows (keep whole groups to keep ``n`` meaningful)."""
+        if isinstance(rows, slice):
+            rows = torch.arange(self.batch_size)[rows]
+        picked = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                picked[f.name] = value[rows]
+            elif isinstance(value, list):
+                picked[f.name] = [value[i] for i in rows.tolist()]
+            else:
+                picked[f.name] = value
+        return RolloutBatch(**picked)
+
+
+class RolloutBackend(Protocol):
+    """What the trainer and the evaluator need from a sampler."""
+
+    def generate(
+        self,
+        prompts: list[str],
+        n: int,
+        *,
+        temperature: float,
+        max_new_tokens: int,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> RolloutBatch:
+        """Sample ``n`` responses per prompt (``temperature=0``: greedy)."""
+        ...
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Make the sampler use ``model``'s current weights."""
+        ...
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    if not ids:
+        raise ValueError("the tokenizer and the model's generation config define no EOS token")
+    return ids
+
+
+class HFGenerateBackend:
+    """Rollouts with transformers ``generate``: all prompts of a step in one call.
+
+    With ``return_logprobs=True`` the batch also carries the sampler's own token
+    log-probabilities (``compute_transition_scores``), used to test
+    :func:`response_logprobs`.
+    """
+
+    def __init__(self, model, tokenizer, *, return_logprobs: bool = False):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.return_logprobs = return_logprobs
+        self.eos_ids = _eos_ids(model, tokenizer)
+
+    def sync_weights(self, model) -> None:
+        self.model = model  # generate() runs on the live module: nothing to copy
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str],
+        n: int,
+        *,
+        temperature: float,
+        max_new_tokens: int,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> RolloutBatch:
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        model, tok = self.model, self.tokenizer
+        device = model.device
+        if tok.padding_side != "left":
+            raise ValueError("the tokenizer must pad on the left for generation (padding_side='left')")
+        enc = tok(prompts, padding=True, return_tensors="pt")
+        # repeat each prompt n times in place: prompt-major layout
+        prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0).to(device)  # [B, Tp]
+        prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0).to(device)  # [B, Tp]
+        if temperature == 0:
+            sampling = dict(do_sample=False)
+        else:
+            # explicit top_k/top_p: generate's defaults (top_k=50) would change the distribution
+            sampling = dict(do_sample=True, temperature=temperature, top_k=top_k or 0, top_p=top_p)
+        was_training = model.training
+        model.eval()
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            out = model.generate(
+                input_ids=prompt_ids,
+                attention_mask=prompt_mask,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=self.eos_ids,
+                return_dict_in_generate=True,
+                output_scores=self.return_logprobs,
+                **sampling,
+            )
+        model.train(was_training)
+        response_ids = out.sequences[:, prompt_ids.shape[1] :]  # [B, Tr], Tr <= max_new_tokens
+        is_eos = torch.isin(response_ids, torch.tensor(self.eos_ids, device=device))  # [B, Tr]
+        eos_before = is_eos.long().cumsum(dim=1) - is_eos.long()  # [B, Tr] EOS strictly earlier
+        response_mask = eos_before == 0  # [B, Tr] up to and including the first EOS
+        truncated = ~is_eos.any(dim=1)  # [B]
+        # pad stays a legal sampled token before EOS, so rely on the mask, not on pad ids
+        response_ids = response_ids.masked_fill(~response_mask, tok.pad_token_id)  # [B, Tr]
+        texts = [
+            tok.decode(ids[keep].tolist(), skip_special_tokens=False)
+            for ids, keep in zip(response_ids, response_mask & ~is_eos)
+        ]
+        logprobs = None
+        if self.return_logprobs:
+            scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)  # [B, Tr]
+            logprobs = scores.float().masked_fill(~response_mask, 0.0)  # [B, Tr]
+        return RolloutBatch(
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask.bool(),
+            response_ids=response_ids,
+            response_mask=response_mask,
+            truncated=truncated,
+            texts=texts,
+            n=n,
+            sampling_logprobs=logprobs,
+        )
+
+
+def response_logprobs(
+    model, batch: RolloutBatch, temperature: float, with_entropy: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of the sampled response tokens under ``model`` at ``temperature``.
+
+    One forward pass over ``prompt + response``; differentiable (call under
+    ``torch.no_grad()`` for old/reference log-probs). Off-mask positions are 0.
+
+    Returns ``logprobs`` FloatTensor [B, Tr], and with ``with_entropy=True`` also the
+    entropy of the temperature-scaled next-token distribution at each response position.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 to define log-probabilities, got {temperature}")
+    input_ids = torch.cat([batch.prompt_ids, batch.response_ids], dim=1)  # [B, Tp+Tr]
+    attention_mask = torch.cat([batch.prompt_mask, batch.response_mask], dim=1).long()  # [B, Tp+Tr]
+    # generate() numbers real tokens 0, 1, ... after the left padding; do the same
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, Tp+Tr]
+    tr = batch.response_ids.shape[1]
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=tr + 1,  # the last prompt position predicts the first response token
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1].float() / temperature  # [B, Tr, V]
+    log_z = torch.logsumexp(logits, dim=-1)  # [B, Tr]
+    # log_softmax gathered at the sampled token, without a second [B, Tr, V] tensor
+    picked = logits.gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1)  # [B, Tr]
+    logprobs = (picked - log_z).masked_fill(~batch.response_mask, 0.0)  # [B, Tr]
+    if not with_entropy:
+        return logprobs
+    probs = torch.softmax(logits, dim=-1)  # [B, Tr, V]
+    # H = -sum p log p = log Z - sum p * logit
+    entropy = (log_z - (probs * logits).sum(dim=-1)).masked_fill(~batch.response_mask, 0.0)  # [B, Tr]
+    return logprobs, entropy
+
+
+def make_backend(cfg, model, tokenizer) -> RolloutBackend:
+    """The rollout backend named by ``cfg.rollout_backend`` (``hf``; vLLM can slot in here)."""
+    if cfg.rollout_backend == "hf":
+        return HFGenerateBackend(model, tokenizer)
+    raise ValueError(f"unknown rollout_backend {cfg.rollout_backend!r}; valid: hf")
