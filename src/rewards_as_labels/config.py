@@ -67,7 +67,12 @@ class Config:
             (0.001 for GRPO as in the paper, 0 for the others).
         temperature (float, 1.0), top_k (int, 0 = off), top_p (float, 1.0): rollout sampling.
         max_new_tokens (int, 5): response budget; longer responses are truncated (reward 0).
-        rollout_backend (str, "hf"): ``hf`` (transformers ``generate``).
+        rollout_backend (str, "hf"): ``hf`` (transformers ``generate`` on the training module) or
+            ``vllm`` (an in-process vLLM engine, weights synced in place after each step;
+            ``make setup-vllm``; the paper's verl setup samples with vLLM).
+        vllm_kv_cache_gb (int, 1): vLLM's KV-cache size in GiB on CPU (``VLLM_CPU_KVCACHE_SPACE``).
+        gpu_memory_utilization (float, 0.5): fraction of GPU memory vLLM may take on a GPU; it
+            shares the device with the training model, hence below vLLM's 0.9 (unused on CPU).
 
     Evaluation, checkpoints, runtime
         eval_every (int, 25; 0 = no evaluation), eval_prompts (int, 200), eval_samples (int, 8),
@@ -128,6 +133,8 @@ class Config:
     top_p: float = 1.0
     max_new_tokens: int = 5
     rollout_backend: str = "hf"
+    vllm_kv_cache_gb: int = 1
+    gpu_memory_utilization: float = 0.5
 
     eval_every: int = 25
     eval_prompts: int = 200
@@ -173,8 +180,13 @@ class Config:
             raise ValueError("temperature and eval_temperature must be > 0 (use greedy evaluation for 0)")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
-        if self.rollout_backend not in ("hf",):
-            raise ValueError(f"unknown rollout_backend {self.rollout_backend!r}; valid: hf")
+        if self.rollout_backend not in ("hf", "vllm"):
+            raise ValueError(f"unknown rollout_backend {self.rollout_backend!r}; valid: hf, vllm")
+        if self.vllm_kv_cache_gb < 1 or not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(
+                f"vllm_kv_cache_gb must be >= 1 and gpu_memory_utilization in (0, 1], "
+                f"got {self.vllm_kv_cache_gb} and {self.gpu_memory_utilization}"
+            )
 
     # --------------------------------------------------------------- derived
     @property

@@ -225,6 +225,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         mask = batch.response_mask  # [B, T]
         labels = rewards.bool()
         row.update(_batch_metrics(labels, mask, entropy, batch, counts))
+        if batch.sampling_logprobs is not None:  # sampler vs trainer: a missed weight sync shows here
+            row["rollout/logprob_max_abs_diff"] = (batch.sampling_logprobs - old_lp).abs().max().item()  # both 0 off-mask
 
         per_mb = P // M
         sums: dict[str, list[float]] = {}

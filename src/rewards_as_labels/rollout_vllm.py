@@ -1,0 +1,221 @@
+"""Rollouts with vLLM: an engine colocated in the training process (``rollout_backend: vllm``).
+
+The paper's verl setup samples with vLLM and trains with FSDP; here one process holds both
+the training module and a vLLM engine, and after every training step the trained weights
+are copied into the engine in place (no restart, no checkpoint round-trip).
+
+Why the old log-probs still come from the training model, not from vLLM:
+    The ratio ``pi_theta / pi_old`` (and REAL's score ``s = log pi_theta - log pi_old``) must
+    be exactly 1 (0) on the first, on-policy mini-batch. vLLM's sampler computes its
+    log-probs with other kernels (fused QKV / gate-up projections, its own attention and
+    RMSNorm, a padded vocabulary) than the trainer's forward pass, so the two differ by
+    rounding (about 1e-6 here in float32, much more in bf16 on a GPU). Taking the ratio
+    against vLLM's numbers would turn that rounding into a spurious off-policy signal and
+    clipping, so the trainer recomputes old log-probs with its own model
+    (``rollout.response_logprobs``) and uses vLLM's only as a check: the trainer logs their
+    largest gap as ``rollout/logprob_max_abs_diff``, which jumps if a weight sync is missed.
+
+Choices and deviations (against ``HFGenerateBackend``, whose batch layout this one copies):
+1) In-process engine: ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` is set before vLLM is imported,
+   so the engine core and its worker live in this process and tensors can be handed to the
+   worker directly (in the multiprocess mode they would have to be pickled, which fails).
+   ``enforce_eager=True``: torch.compile start-up costs 20-30 s on CPU and its cache did
+   not reload. On CPU the KV cache is ``VLLM_CPU_KVCACHE_SPACE = cfg.vllm_kv_cache_gb`` GiB.
+2) The engine starts from a folder: the policy's own (``model.name_or_path``) when it is a
+   local model folder, otherwise the current weights saved to a temporary folder.
+3) Prompts are tokenised by *our* tokenizer and passed as token ids
+   (``skip_tokenizer_init=True``): identical prompt tokens to the HF backend, and no
+   dependence on vLLM's tokenizer loading. Responses are decoded by our tokenizer too.
+4) Sampling is the plain softmax of ``logits / temperature``: top-k "off" is whatever the
+   installed vLLM's ``SamplingParams().top_k`` is (0 in vLLM 0.32; -1 in older versions),
+   top-p 1.0, and ``generation_config="vllm"`` so a model folder's generation_config.json
+   (e.g. ``top_k=50``) cannot change the sampling defaults. ``logprobs_mode=
+   "processed_logprobs"`` makes the returned log-probs those of the distribution actually
+   sampled from (after temperature), the quantity ``response_logprobs`` computes.
+5) Seeds: the request of prompt g gets seed ``seed + g*n``; vLLM gives its i-th child
+   ``seed + g*n + i``, so every row has its own stream and a rerun repeats exactly. The
+   streams differ from HF's, so the two backends draw different (equally distributed)
+   samples for the same seed; greedy decoding (``temperature=0``) agrees token for token.
+6) vLLM's CPU worker replaces ``torch.set_num_threads`` with a no-op after binding its
+   threads; we put the original back and set ``cfg.num_threads``, because the trainer
+   shares the process and owns the thread count.
+7) Weight sync (``sync_weights``): the worker's ``reload_weights(weights_iterator=...,
+   is_checkpoint_format=True)``, reached through ``LLM.collective_rpc`` (in-process it calls
+   the worker directly, no serialisation), then ``reset_prefix_cache()`` since cached
+   prompt KV was computed with the old weights. It takes HF parameter names and runs the
+   model's own ``load_weights`` inside vLLM's layer-wise reload, which re-applies the
+   post-load processing (e.g. CPU weight repacking) -- calling ``model.load_weights``
+   directly fails on CPU. A vLLM without ``reload_weights`` (older GPU builds) falls back to
+   ``apply_model(lambda m: m.load_weights(...))``, the way TRL syncs its colocated engine;
+   that branch cannot be exercised on this CPU machine.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .rollout import RolloutBatch, _eos_ids
+
+MAX_MODEL_LEN = 2048  # cap on prompt + response tokens; our prompts are a few dozen tokens
+
+
+def import_vllm():
+    """Import vLLM in the in-process mode this backend needs; raises ImportError if absent."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # read when the engine starts
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    import vllm
+
+    return vllm
+
+
+def _engine_folder(model, tokenizer) -> tuple[str, tempfile.TemporaryDirectory | None]:
+    """The policy's own folder if it has one, else the current weights saved to a temp folder."""
+    own = Path(str(getattr(model, "name_or_path", "") or ""))
+    if own.is_dir() and (own / "config.json").is_file() and any(own.glob("*.safetensors")):
+        return str(own), None
+    tmp = tempfile.TemporaryDirectory(prefix="ral-vllm-")
+    model.save_pretrained(tmp.name)
+    tokenizer.save_pretrained(tmp.name)
+    return tmp.name, tmp
+
+
+class VLLMBackend:
+    """Rollouts from an in-process vLLM engine; same :class:`RolloutBatch` as the HF backend.
+
+    ``generate`` fills ``sampling_logprobs`` with vLLM's log-probs of the sampled tokens;
+    ``sync_weights(model)`` copies the training model's weights into the engine in place.
+    ``last_sync_s`` holds the duration of the latest sync.
+    """
+
+    def __init__(self, model, tokenizer, cfg):
+        vllm = import_vllm()
+        self.tokenizer = tokenizer
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.top_k_off = vllm.SamplingParams().top_k  # 0 in vLLM 0.32; -1 in older versions
+        self.last_sync_s = 0.0
+        folder, self._tmp = _engine_folder(model, tokenizer)
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.vllm_kv_cache_gb)
+        max_len = min(getattr(model.config, "max_position_embeddings", MAX_MODEL_LEN), MAX_MODEL_LEN)
+        set_num_threads = torch.set_num_threads
+        self.llm = vllm.LLM(
+            model=folder,
+            skip_tokenizer_init=True,
+            dtype=cfg.dtype,
+            seed=cfg.seed,
+            max_model_len=max_len,
+            enforce_eager=True,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            generation_config="vllm",
+            logprobs_mode="processed_logprobs",
+        )
+        torch.set_num_threads = set_num_threads  # undo the CPU worker's no-op patch (6)
+        torch.set_num_threads(cfg.num_threads)
+        from vllm.inputs import TokensPrompt
+
+        self._sampling_params = vllm.SamplingParams
+        self._tokens_prompt = TokensPrompt
+        self.device = model.device
+
+    # ------------------------------------------------------------------ weights
+    @torch.no_grad()
+    def sync_weights(self, model) -> None:
+        """Copy ``model``'s parameters into the engine in place (HF names, checkpoint format)."""
+        t0 = time.perf_counter()
+        # tied weights appear once in named_parameters; vLLM ties lm_head itself
+        weights = [(name, p.detach()) for name, p in model.named_parameters()]
+        try:
+            self.llm.collective_rpc(
+                "reload_weights", kwargs={"weights_iterator": iter(weights), "is_checkpoint_format": True}
+            )
+        except AttributeError as exc:  # a vLLM whose worker lacks reload_weights (see 7)
+            if "reload_weights" not in str(exc):
+                raise
+            self.llm.apply_model(lambda m: m.load_weights(iter(weights)))
+        self.llm.reset_prefix_cache()
+        self.last_sync_s = time.perf_counter() - t0
+
+    # ----------------------------------------------------------------- sampling
+    def generate(
+        self,
+        prompts: list[str],
+        n: int,
+        *,
+        temperature: float,
+        max_new_tokens: int,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> RolloutBatch:
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        tok = self.tokenizer
+        if tok.padding_side != "left":
+            raise ValueError("the tokenizer must pad on the left for generation (padding_side='left')")
+        enc = tok(prompts, padding=True, return_tensors="pt")  # the HF backend's prompt tensors
+        prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0)  # [B, Tp]
+        prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0).bool()  # [B, Tp]
+        requests = [
+            self._tokens_prompt(prompt_token_ids=ids[keep.bool()].tolist())
+            for ids, keep in zip(enc["input_ids"], enc["attention_mask"])
+        ]
+        greedy = temperature == 0
+        common = dict(
+            max_tokens=max_new_tokens, logprobs=0, stop_token_ids=self.eos_ids, detokenize=False,
+        )
+        if greedy:  # vLLM refuses n > 1 with greedy decoding; the n copies are identical anyway
+            params = self._sampling_params(n=1, temperature=0.0, **common)
+        else:
+            params = [
+                self._sampling_params(
+                    n=n, temperature=temperature, top_k=top_k if top_k > 0 else self.top_k_off,
+                    top_p=top_p, seed=(seed + g * n) % 2**63, **common,
+                )
+                for g in range(len(prompts))
+            ]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+
+        rows: list[list[int]] = []
+        row_logprobs: list[list[float]] = []
+        for out in outputs:  # in prompt order
+            completions = sorted(out.outputs, key=lambda c: c.index)
+            if greedy:
+                completions = completions * n
+            for c in completions:
+                ids = list(c.token_ids)
+                rows.append(ids)
+                row_logprobs.append([step[t].logprob for t, step in zip(ids, c.logprobs)])
+        tr = max(len(ids) for ids in rows)
+        B = len(rows)
+        response_ids = torch.full((B, tr), tok.pad_token_id, dtype=torch.long)  # [B, Tr]
+        logprobs = torch.zeros(B, tr)  # [B, Tr]
+        for i, (ids, lps) in enumerate(zip(rows, row_logprobs)):
+            response_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            logprobs[i, : len(lps)] = torch.tensor(lps)
+        # from here on exactly the HF backend's masking, so both layouts agree
+        is_eos = torch.isin(response_ids, torch.tensor(self.eos_ids))  # [B, Tr]
+        eos_before = is_eos.long().cumsum(dim=1) - is_eos.long()  # [B, Tr] EOS strictly earlier
+        response_mask = eos_before == 0  # [B, Tr] up to and including the first EOS
+        lengths = torch.tensor([len(ids) for ids in rows])  # [B]
+        response_mask &= torch.arange(tr).unsqueeze(0) < lengths.unsqueeze(1)  # [B, Tr]
+        truncated = ~is_eos.any(dim=1)  # [B]
+        response_ids = response_ids.masked_fill(~response_mask, tok.pad_token_id)  # [B, Tr]
+        texts = [
+            tok.decode(ids[keep].tolist(), skip_special_tokens=False)
+            for ids, keep in zip(response_ids, response_mask & ~is_eos)
+        ]
+        on = lambda t: t.to(self.device)  # noqa: E731 - the training model's device
+        return RolloutBatch(
+            prompt_ids=on(prompt_ids),
+            prompt_mask=on(prompt_mask),
+            response_ids=on(response_ids),
+            response_mask=on(response_mask),
+            truncated=on(truncated),
+            texts=texts,
+            n=n,
+            sampling_logprobs=on(logprobs.masked_fill(~response_mask, 0.0)),
+        )

@@ -1,0 +1,44 @@
+"""Notebooks 03 (train), 04 (evaluate) and 05 (figures) once through papermill on the smoke profile."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rewards_as_labels.config import load_config
+from rewards_as_labels.notebook import run_notebook
+from rewards_as_labels.task import write_splits
+from rewards_as_labels.warmstart import warmstart
+
+ROOT = Path(__file__).resolve().parents[1]
+NB = ROOT / "notebooks"
+
+
+@pytest.mark.slow
+def test_train_evaluate_figures_on_smoke(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the kernel inherits it: runs/ and data live in tmp_path
+    cfg = load_config(profile="smoke")
+    write_splits(cfg)
+    warmstart(cfg)
+    out = tmp_path / "runs/smoke/notebooks"
+    for method in ("real", "grpo"):
+        run_notebook(NB / "03_train.ipynb", out / f"03_train-{method}-s0.ipynb",
+                     {"profile": "smoke", "method": method, "seed": 0}, progress=False)
+        assert (tmp_path / f"runs/smoke/{method}-s0/final.json").is_file()
+    run_notebook(NB / "04_evaluate.ipynb", out / "04_evaluate.ipynb", {"profile": "smoke"}, progress=False)
+    evaluation = pd.read_csv(tmp_path / "runs/smoke/tables/evaluation.csv")
+    assert sorted(evaluation["method"]) == ["base", "grpo", "real"]
+    assert {"pass@1", "pass@2", "greedy"} <= set(evaluation.columns)
+    assert evaluation["pass@1"].between(0, 1).all()
+
+    run_notebook(NB / "05_figures.ipynb", out / "05_figures.ipynb", {"profile": "smoke"}, progress=False)
+    figures = tmp_path / "runs/smoke/figures"
+    for name in ("training_curves", "gradient_magnitude_empirical", "gradient_weights_over_training", "final_pass_at_1"):
+        assert (figures / f"{name}.png").stat().st_size > 10_000
+        assert (figures / f"{name}.pdf").is_file()
+    table = pd.read_csv(tmp_path / "runs/smoke/tables/comparison.csv", index_col=0)
+    assert list(table.index) == ["base", "real", "grpo"]
+    assert (tmp_path / "runs/smoke/tables/comparison.md").read_text().count("±") >= 9
