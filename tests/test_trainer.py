@@ -193,3 +193,21 @@ def test_micro_batches_give_the_same_update(smoke_base, method):
         outs[micro] = dict(load_policy(cfg, path=trainer_mod.train(cfg, progress=False) / "ckpt_000001" / "model")[0].named_parameters())
     for name, p in outs[0].items():
         torch.testing.assert_close(outs[3][name], p, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["real", "grpo"])
+def test_on_policy_single_pass_equals_separate_old_logprob_pass(smoke_base, method):
+    # minibatches_per_step=1 in one pass takes pi_old from the update's own forward (one forward
+    # instead of two); 15-row micro-batches of the 16 rollouts force the separate no-grad pass:
+    # same update, same logged entropy and loss
+    params, rows = {}, {}
+    for micro in (0, 15):
+        cfg = _cfg(smoke_base, method=method, out=f"runs/smoke/{method}-onpolicy{micro}", total_steps=1,
+                   eval_every=0, minibatches_per_step=1, micro_batch_size=micro)
+        run_dir = trainer_mod.train(cfg, progress=False)
+        params[micro] = dict(load_policy(cfg, path=run_dir / "ckpt_000001" / "model")[0].named_parameters())
+        rows[micro] = _rows(run_dir)[0]
+    for name, p in params[0].items():
+        torch.testing.assert_close(params[15][name], p, rtol=1e-4, atol=1e-6)
+    for key in ("policy/entropy", "train/loss", "train/grad_norm"):
+        assert rows[15][key] == pytest.approx(rows[0][key], rel=1e-4, abs=1e-6), key

@@ -1,7 +1,7 @@
 """Command line: ``python -m rewards_as_labels <command> [--config FILE | --profile NAME] [--<field> VALUE ...]``.
 
 Commands
-    data       write the task's JSONL splits under ``data_dir``
+    data       write the task's JSONL splits under ``data_dir`` (hub data sets: download and cache them)
     warmstart  supervised warm start of the profile's base policy (cached under runs/<profile>/warmstart)
     train      RL training of one method and seed (``--resume`` continues from the latest checkpoint)
     bench      time each phase of one training step per method, and generation tokens/s
@@ -52,13 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, cfg = parse(sys.argv[1:] if argv is None else argv)
         if args.command == "data":
-            from .task import write_splits
+            from .data_registry import cmd_data
 
-            print(write_splits(cfg))
+            cmd_data(cfg)
         elif args.command == "warmstart":
-            from .warmstart import warmstart
+            from .warmstart import cmd_warmstart
 
-            print(warmstart(cfg, force=args.force))
+            cmd_warmstart(cfg, force=args.force)
         elif args.command == "train":
             from .trainer import train
 

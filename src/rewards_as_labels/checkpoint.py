@@ -4,7 +4,11 @@ A checkpoint holds the policy (``save_pretrained``, so every HF tool and the eva
 notebook can load it), optimiser and scheduler states, RNG states, and the trainer state
 (next step; the data position is derived from it). It is written into a temporary
 folder and renamed into place, so a run killed mid-write leaves the previous checkpoint
-usable and no half checkpoint is ever picked up.
+usable and no half checkpoint is ever picked up; the next save removes what a killed
+writer left (``ckpt_*.tmp-<pid>``). A checkpoint is also the durability point of the run's
+JSONL logs: they are fsynced before it is published (they are only flushed per row).
+A failed save (disk full) raises ``OSError`` naming the checkpoint and the fix, and leaves
+the earlier checkpoints as they were.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_directory, atomic_write_json
+from .io import FIX_SPACE, atomic_directory, atomic_write_json, clean_stale, fsync_files
 
 CKPT_RE = re.compile(r"^ckpt_(\d{6})$")
 
@@ -32,6 +36,8 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint, after tidying what a killed writer left (see ``io.clean_stale``)."""
+    clean_stale(run_dir, "ckpt_*")
     dirs = checkpoint_dirs(run_dir)
     return dirs[-1] if dirs else None
 
@@ -39,6 +45,30 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, keep: int) -> Path:
     """Write ``run_dir/ckpt_<step>`` atomically, then prune to the ``keep`` newest."""
     path = run_dir / f"ckpt_{step:06d}"
+    clean_stale(run_dir, "ckpt_*")  # half-written checkpoints of a killed run
+    fsync_files(run_dir.glob("*.jsonl"))  # rows before this step survive a power cut too
+    try:
+        _write(path, step, model, tokenizer, optimizer, scheduler)
+    except Exception as exc:
+        # safetensors and torch.save do not raise OSError on a full disk (SafetensorError "... (os
+        # error 28)", RuntimeError "unexpected pos ..."), so any failure here is reported as one
+        code = exc.errno if isinstance(exc, OSError) else _os_error(str(exc))
+        free = shutil.disk_usage(run_dir).free // 1024
+        raise OSError(
+            code, f"could not write checkpoint {path} ({type(exc).__name__}: {exc}; {free} KiB free there); "
+            f"earlier checkpoints in {run_dir} are intact; {FIX_SPACE}, then rerun with --resume"
+        ) from exc
+    for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def _os_error(message: str) -> int | None:
+    match = re.search(r"os error (\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+def _write(path: Path, step: int, model, tokenizer, optimizer, scheduler) -> None:
     with atomic_directory(path) as tmp:
         model.save_pretrained(tmp / "model")
         tokenizer.save_pretrained(tmp / "model")
@@ -56,9 +86,6 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, sched
         )
         # state.json last: its presence marks a complete checkpoint
         atomic_write_json(tmp / "state.json", {"next_step": step})
-    for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return path
 
 
 def load_trainer_state(path: Path, optimizer, scheduler) -> int:

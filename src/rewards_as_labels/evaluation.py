@@ -19,8 +19,9 @@ from collections import defaultdict
 import numpy as np
 from tqdm.auto import tqdm
 
+from .modeling import format_prompt
 from .rollout import HFGenerateBackend, RolloutBackend
-from .verifier import OUTCOMES, score_completions
+from .verifier import OUTCOMES, asks_for_box, score_completions
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -53,6 +54,7 @@ def evaluate_policy(
     greedy: bool = True,
     backend: RolloutBackend | None = None,
     progress: bool | None = None,
+    cfg=None,
 ) -> dict:
     """Evaluate ``model`` on ``problems`` (objects with ``prompt``, ``answer``, ``id``, ``level``).
 
@@ -68,6 +70,8 @@ def evaluate_policy(
         ``per_problem_correct`` list of correct-sample counts aligned with ``problems``
         ``problem_ids``, ``n_problems``, ``samples``, ``temperature``
     ``progress=None`` shows a progress bar only when there are more than 4 batches.
+    Prompts are built by :func:`~rewards_as_labels.modeling.format_prompt` with ``cfg``
+    (its ``prompt_template`` / ``system_prompt``; None = the defaults).
     """
     if samples < 1 or not problems:
         raise ValueError(f"need samples >= 1 and at least one problem, got {samples} and {len(problems)}")
@@ -82,20 +86,21 @@ def evaluate_policy(
     tokens = 0
     for b, start in enumerate(tqdm(starts, desc="evaluate", disable=not show, leave=False)):
         chunk = problems[start : start + batch_size]
-        prompts = [p.prompt for p in chunk]
+        prompts = [format_prompt(tokenizer, p, cfg) for p in chunk]
         batch = backend.generate(
             prompts, samples, temperature=temperature, max_new_tokens=max_new_tokens,
             top_k=top_k, top_p=top_p, seed=seed + b,
         )
         golds = [p.answer for p in chunk for _ in range(samples)]  # prompt-major like the batch
-        rewards, c = score_completions(batch.texts, golds, batch.truncated.tolist())  # [len(chunk)*samples]
+        boxed = asks_for_box(chunk)  # hub maths: only a \boxed{} answer counts
+        rewards, c = score_completions(batch.texts, golds, batch.truncated.tolist(), boxed)  # [len(chunk)*samples]
         per_problem += rewards.view(len(chunk), samples).sum(dim=1).long().tolist()  # [len(chunk)]
         tokens += int(batch.response_lengths.sum())
         for key, value in c.items():
             counts[key] += value
         if greedy:
             g = backend.generate(prompts, 1, temperature=0.0, max_new_tokens=max_new_tokens, seed=seed + b)
-            g_rewards, gc = score_completions(g.texts, [p.answer for p in chunk], g.truncated.tolist())  # [len(chunk)]
+            g_rewards, gc = score_completions(g.texts, [p.answer for p in chunk], g.truncated.tolist(), boxed)  # [len(chunk)]
             greedy_correct += int(g_rewards.sum())
             for key, value in gc.items():
                 greedy_counts[key] += value
@@ -121,3 +126,31 @@ def evaluate_policy(
         result["greedy"] = greedy_correct / n
         result["greedy_counts"] = greedy_counts
     return result
+
+
+def benchmark_table(results, metric: str = "pass@1", titles: dict | None = None):
+    """The paper's results layout: one row per method (base first, mean over seeds), one column per benchmark, then Avg.
+
+    ``results`` has one row per (method, seed, benchmark) with a ``metric`` column (what
+    ``04_evaluate`` writes to ``tables/benchmarks.csv``). Avg is the mean over the benchmark
+    columns (macro average), as in the paper.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"method": ["base", "base", "real", "real"], "seed": ["-", "-", "0", "0"],
+    ...                    "benchmark": ["aime24", "math500", "aime24", "math500"], "pass@1": [0.1, 0.5, 0.2, 0.6]})
+    >>> benchmark_table(df).round(2).to_dict("index")
+    {'base': {'AIME24': 0.1, 'MATH500': 0.5, 'Avg': 0.3}, 'real': {'AIME24': 0.2, 'MATH500': 0.6, 'Avg': 0.4}}
+    """
+    from .config import METHODS
+    from .data_registry import BENCHMARK_TITLES
+
+    titles = titles or BENCHMARK_TITLES
+    per_seed = results.pivot_table(index=["method", "seed"], columns="benchmark", values=metric, sort=False)
+    table = per_seed.groupby(level="method", sort=False).mean()
+    table = table[[b for b in results["benchmark"].drop_duplicates()]]  # the order of eval_sets
+    table["Avg"] = table.mean(axis=1)
+    order = [m for m in ["base", *METHODS] if m in table.index]
+    table = table.loc[order + [m for m in table.index if m not in order]]
+    table.columns = [titles.get(c, c) for c in table.columns]
+    table.index.name, table.columns.name = None, None
+    return table

@@ -3,8 +3,9 @@
     python -m rewards_as_labels.notebook IN.ipynb OUT.ipynb [-p name value ...]
 
 Values are parsed as YAML (``-p seed 1`` gives an int, ``-p taus "[0.5, 1]"`` a list). On
-failure it prints the notebook, the failing cell (index and first source line), the error,
-and the executed copy to open, then exits 1 so Make names the stage that failed.
+failure it prints the notebook, the failing cell (its ``In [n]``, the line that raised), the
+error, and the executed copy to open (``OUT`` with ``.FAILED`` before ``.ipynb``), then exits
+1, so that Make stops and names the target that failed.
 The executed copy is written next to OUT under a temporary name and renamed on success,
 so a stale OUT never passes for a fresh one.
 """
@@ -13,30 +14,44 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
 import yaml
+
+from .io import ensure_writable_dir
 
 
 def run_notebook(src: str | Path, dst: str | Path, parameters: dict | None = None, progress: bool = True) -> Path:
     import papermill as pm
 
     src, dst = Path(src), Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not src.is_file():
+        raise SystemExit(f"\nnotebook {src} does not exist (asked to write {dst})\n")
+    try:
+        ensure_writable_dir(dst.parent, "notebook output folder", "fix it or pick another output path")
+    except PermissionError as exc:
+        raise SystemExit(f"\n{exc}\n") from None
     tmp = dst.with_name(f".{dst.stem}.running-{os.getpid()}.ipynb")
     failed = dst.with_name(f"{dst.stem}.FAILED.ipynb")
+    for stale in dst.parent.glob(f".{dst.stem}.running-*.ipynb"):  # left by a killed run
+        stale.unlink(missing_ok=True)
     try:
         pm.execute_notebook(str(src), str(tmp), parameters=parameters or {}, progress_bar=progress, kernel_name="python3")
         os.replace(tmp, dst)
     except pm.PapermillExecutionError as exc:
         os.replace(tmp, failed)
-        source = _cell_source(failed, exc.exec_count)
         raise SystemExit(
-            f"\nnotebook {src} failed in cell [{exc.exec_count}] ({source!r}):\n"
-            f"  {exc.ename}: {exc.evalue}\n"
+            f"\nnotebook {src} failed in cell In [{exc.exec_count}] (cell {exc.cell_index + 1} of the executed copy)"
+            f"{_failing_line(exc)}:\n  {exc.ename}: {exc.evalue}\n"
             f"open the executed copy to see the traceback: {failed}\n"
         ) from None
+    except Exception as exc:  # the kernel died (e.g. out of memory), could not start, or papermill failed
+        if tmp.exists():
+            os.replace(tmp, failed)
+        where = f"open the partly executed copy: {failed}" if failed.exists() else f"no executed copy was written ({dst})"
+        raise SystemExit(f"\nnotebook {src} did not run: {type(exc).__name__}: {exc}\n{where}\n") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -44,14 +59,15 @@ def run_notebook(src: str | Path, dst: str | Path, parameters: dict | None = Non
     return dst
 
 
-def _cell_source(path: Path, exec_count) -> str:
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        if cell.get("execution_count") == exec_count and cell.cell_type == "code":
-            return cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-    return "?"
+def _failing_line(exc) -> str:
+    """`` at line 2: z = y / 0`` -- the line of the cell that raised, from IPython's traceback
+    (its first ``---->`` marker), else the cell's first line of code."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(exc.traceback or []))  # drop ANSI colours
+    marked = re.search(r"^-*>\s*(\d+)\s(.*)$", text, flags=re.M)
+    if marked:
+        return f" at line {marked.group(1)}: {marked.group(2).strip()!r}"
+    code = [ln.strip() for ln in (exc.source or "").splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    return f" ({code[0]!r})" if code else ""
 
 
 def main(argv: list[str] | None = None) -> None:

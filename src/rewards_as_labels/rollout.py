@@ -19,18 +19,10 @@ Choices and deviations (the paper's verl setup samples with vLLM at temperature 
    A response with no EOS within ``max_new_tokens`` is ``truncated``.
 5) ``texts`` are decoded without skipping special tokens (only the final EOS is cut), so a
    sampled ``<pad>`` stays visible as text and cannot glue digits into a right answer.
-6) Sampling is our own short loop over the model's forward with a KV cache
-   (:func:`sample_tokens`), not ``generate``: the same warpers (transformers' own
-   temperature / top-k / top-p processors, in generate's order), the same
-   ``torch.multinomial`` draws and the same padding of finished rows, so for a given seed
-   it returns exactly ``generate``'s tokens (tested) at about two thirds of the time on
-   the tiny model, where ``generate``'s per-call set-up rivals the forward passes.
-   Unlike ``generate`` it ignores extra sampling settings in a hub model's
-   ``generation_config`` (e.g. a repetition penalty), which would make the behaviour
-   policy differ from the policy the losses score.
-7) :func:`response_logprobs` recomputes log-probabilities with one forward pass over
-   ``prompt + response`` using the same left-padded position ids as ``generate``; logits
-   are kept for the response positions only (``logits_to_keep``).
+6) Sampling is transformers' ``generate`` with a complete ``GenerationConfig`` built here
+   (sampling flag, temperature, top-k, top-p, budget, EOS and pad only), so extra settings
+   in a hub model's own ``generation_config`` (e.g. a repetition penalty) cannot make the
+   behaviour policy differ from the policy whose log-probabilities the losses use.
 """
 
 from __future__ import annotations
@@ -39,6 +31,8 @@ from dataclasses import dataclass, fields
 from typing import Protocol
 
 import torch
+
+from .modeling import encode_prompts
 
 
 @dataclass
@@ -126,11 +120,11 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 
 class HFGenerateBackend:
-    """Rollouts from the training module itself: all prompts of a step in one batched
-    :func:`sample_tokens` call (``generate``'s sampling, without its per-call overhead).
+    """Rollouts with transformers ``generate`` on the training module itself: all prompts of
+    a step in one call.
 
     With ``return_logprobs=True`` the batch also carries the sampler's own token
-    log-probabilities, used to test :func:`response_logprobs`.
+    log-probabilities (``compute_transition_scores``), used to test :func:`response_logprobs`.
     """
 
     def __init__(self, model, tokenizer, *, return_logprobs: bool = False):
@@ -140,7 +134,18 @@ class HFGenerateBackend:
         self.eos_ids = _eos_ids(model, tokenizer)
 
     def sync_weights(self, model) -> None:
-        self.model = model  # sampling runs on the live module: nothing to copy
+        self.model = model  # generate() runs on the live module: nothing to copy
+
+    def _generation_config(self, temperature: float, max_new_tokens: int, top_k: int, top_p: float):
+        from transformers import GenerationConfig
+
+        if temperature == 0:
+            sampling = dict(do_sample=False)
+        else:  # explicit top_k/top_p: generate's defaults (top_k=50) would change the distribution
+            sampling = dict(do_sample=True, temperature=temperature, top_k=top_k or 0, top_p=top_p)
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids, **sampling
+        )
 
     @torch.no_grad()
     def generate(
@@ -160,21 +165,32 @@ class HFGenerateBackend:
         device = model.device
         if tok.padding_side != "left":
             raise ValueError("the tokenizer must pad on the left for generation (padding_side='left')")
-        enc = tok(prompts, padding=True, return_tensors="pt")
+        enc = encode_prompts(tok, prompts)  # refuses raw prompts for a chat model
         # repeat each prompt n times in place: prompt-major layout
         prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0).to(device)  # [B, Tp]
         prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0).to(device)  # [B, Tp]
         was_training = model.training
-        model.eval()
+        if was_training:  # transformers' train()/eval() walk every module: skip when already in eval
+            model.eval()
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            response_ids, sampled_logprobs = sample_tokens(
-                model, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, temperature=temperature,
-                top_k=top_k, top_p=top_p, eos_ids=self.eos_ids, pad_id=tok.pad_token_id,
-                with_logprobs=self.return_logprobs,
-            )  # [B, Tr], Tr <= max_new_tokens; [B, Tr] or None
-        model.train(was_training)
+            if devices:
+                torch.manual_seed(seed)
+            else:  # torch.manual_seed also queues CUDA/XPU/MTIA seeding, with a stack trace each (~1 ms)
+                torch.default_generator.manual_seed(seed)
+            # generate() fills unset fields from the model's own generation_config: hide it
+            saved, model.generation_config = model.generation_config, type(model.generation_config)()
+            try:
+                out = model.generate(
+                    input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=self._generation_config(
+                        temperature, max_new_tokens, top_k, top_p), return_dict_in_generate=True,
+                    output_scores=self.return_logprobs,
+                )
+            finally:
+                model.generation_config = saved
+        response_ids = out.sequences[:, prompt_ids.shape[1] :]  # [B, Tr], Tr <= max_new_tokens
+        if was_training:
+            model.train()
         is_eos = torch.isin(response_ids, torch.tensor(self.eos_ids, device=device))  # [B, Tr]
         eos_before = is_eos.long().cumsum(dim=1) - is_eos.long()  # [B, Tr] EOS strictly earlier
         response_mask = eos_before == 0  # [B, Tr] up to and including the first EOS
@@ -187,7 +203,8 @@ class HFGenerateBackend:
         ]
         logprobs = None
         if self.return_logprobs:
-            logprobs = sampled_logprobs.masked_fill(~response_mask, 0.0)  # [B, Tr]
+            scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)  # [B, Tr]
+            logprobs = scores.float().masked_fill(~response_mask, 0.0)  # [B, Tr]
         return RolloutBatch(
             prompt_ids=prompt_ids,
             prompt_mask=prompt_mask.bool(),
@@ -200,63 +217,6 @@ class HFGenerateBackend:
         )
 
 
-@torch.no_grad()
-def sample_tokens(
-    model, prompt_ids, prompt_mask, *, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
-    eos_ids: list[int], pad_id: int, with_logprobs: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Sample up to ``max_new_tokens`` tokens after left-padded prompts, as ``generate`` does.
-
-    Draws from the global torch RNG (seed it first). Rows that emitted an EOS continue with
-    ``pad_id``; the loop stops when every row has finished. ``temperature=0`` is greedy.
-    Returns ``tokens`` LongTensor [B, Tr] (Tr <= max_new_tokens) and, with ``with_logprobs``,
-    each token's log-probability under the warped distribution it was drawn from, FloatTensor
-    [B, Tr] (what generate's ``compute_transition_scores(..., normalize_logits=True)`` gives).
-    """
-    from transformers import DynamicCache
-    from transformers.generation.logits_process import (
-        LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper,
-    )  # fmt: skip
-
-    # generate's warpers, in generate's order, only where they change something
-    warpers = LogitsProcessorList()
-    if temperature not in (0, 1):
-        warpers.append(TemperatureLogitsWarper(temperature))
-    if temperature > 0 and top_k:
-        warpers.append(TopKLogitsWarper(top_k))
-    if temperature > 0 and top_p < 1.0:
-        warpers.append(TopPLogitsWarper(top_p))
-    B = prompt_ids.shape[0]
-    eos = torch.tensor(eos_ids, device=prompt_ids.device)
-    attention_mask = prompt_mask.long()  # [B, Tp], grows by one column per token
-    # generate's position ids: real tokens 0, 1, ... after the left padding (pads get 1)
-    position_ids = (attention_mask.cumsum(dim=1) - 1).masked_fill(attention_mask == 0, 1)  # [B, Tp]
-    cache = DynamicCache(config=model.config)
-    finished = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)  # [B]
-    input_ids, tokens, logprobs = prompt_ids, [], []
-    for _ in range(max_new_tokens):
-        logits = model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=cache, use_cache=True, logits_to_keep=1,
-        ).logits[:, -1].float()  # [B, V]
-        step_scores = warpers(None, logits)  # [B, V]
-        if temperature == 0:
-            nxt = step_scores.argmax(dim=-1)  # [B]
-        else:
-            nxt = torch.multinomial(torch.softmax(step_scores, dim=-1), num_samples=1).squeeze(1)  # [B]
-        nxt = nxt.masked_fill(finished, pad_id)  # finished rows are padded
-        tokens.append(nxt)
-        if with_logprobs:
-            logprobs.append(torch.log_softmax(step_scores, dim=-1).gather(-1, nxt[:, None]).squeeze(-1))  # [B]
-        finished |= torch.isin(nxt, eos)
-        if finished.all():
-            break
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, 1)], dim=1)  # [B, Tp+t+1]
-        position_ids = position_ids[:, -1:] + 1  # [B, 1]
-        input_ids = nxt[:, None]  # [B, 1]
-    return torch.stack(tokens, dim=1), torch.stack(logprobs, dim=1) if with_logprobs else None
-
-
 def response_logprobs(
     model, batch: RolloutBatch, temperature: float, with_entropy: bool = False
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -266,7 +226,8 @@ def response_logprobs(
     ``torch.no_grad()`` for old/reference log-probs). Off-mask positions are 0.
 
     Returns ``logprobs`` FloatTensor [B, Tr], and with ``with_entropy=True`` also the
-    entropy of the temperature-scaled next-token distribution at each response position.
+    entropy of the temperature-scaled next-token distribution at each response position
+    (detached: a metric, so a forward with grad can serve both the loss and the entropy).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 to define log-probabilities, got {temperature}")
@@ -289,9 +250,11 @@ def response_logprobs(
     logprobs = (picked - log_z).masked_fill(~batch.response_mask, 0.0)  # [B, Tr]
     if not with_entropy:
         return logprobs
-    probs = torch.softmax(logits, dim=-1)  # [B, Tr, V]
-    # H = -sum p log p = log Z - sum p * logit
-    entropy = (log_z - (probs * logits).sum(dim=-1)).masked_fill(~batch.response_mask, 0.0)  # [B, Tr]
+    with torch.no_grad():  # a metric: never part of a loss, so no graph
+        logits, log_z = logits.detach(), log_z.detach()
+        probs = torch.softmax(logits, dim=-1)  # [B, Tr, V]
+        # H = -sum p log p = log Z - sum p * logit
+        entropy = (log_z - (probs * logits).sum(dim=-1)).masked_fill(~batch.response_mask, 0.0)  # [B, Tr]
     return logprobs, entropy
 
 

@@ -9,7 +9,7 @@ Why the old log-probs still come from the training model, not from vLLM:
     be exactly 1 (0) on the first, on-policy mini-batch. vLLM's sampler computes its
     log-probs with other kernels (fused QKV / gate-up projections, its own attention and
     RMSNorm, a padded vocabulary) than the trainer's forward pass, so the two differ by
-    rounding (about 1e-6 here in float32, much more in bf16 on a GPU). Taking the ratio
+    rounding (below 1e-6 here in float32; bf16 on a GPU rounds far more coarsely). Taking the ratio
     against vLLM's numbers would turn that rounding into a spurious off-policy signal and
     clipping, so the trainer recomputes old log-probs with its own model
     (``rollout.response_logprobs``) and uses vLLM's only as a check: the trainer logs their
@@ -21,8 +21,14 @@ Choices and deviations (against ``HFGenerateBackend``, whose batch layout this o
    worker directly (in the multiprocess mode they would have to be pickled, which fails).
    ``enforce_eager=True``: torch.compile start-up costs 20-30 s on CPU and its cache did
    not reload. On CPU the KV cache is ``VLLM_CPU_KVCACHE_SPACE = cfg.vllm_kv_cache_gb`` GiB.
+   The engine computes in the trainer's compute dtype: float32 on CPU, bfloat16 for
+   ``dtype: auto`` on CUDA (where ``cfg.gpu_memory_utilization`` caps its share of the GPU).
+   GPU: the CUDA package ``vllm`` (0.33 needs torch 2.14, so its own environment, apart
+   from the CPU pins) runs the same in-process code path; untested here (no GPU).
 2) The engine starts from a folder: the policy's own (``model.name_or_path``) when it is a
-   local model folder, otherwise the current weights saved to a temporary folder.
+   local model folder, otherwise the current weights saved to a temporary folder. The
+   trainer builds the backend right after loading, so folder and module agree; anyone who
+   changes the module first must call ``sync_weights``.
 3) Prompts are tokenised by *our* tokenizer and passed as token ids
    (``skip_tokenizer_init=True``): identical prompt tokens to the HF backend, and no
    dependence on vLLM's tokenizer loading. Responses are decoded by our tokenizer too.
@@ -45,9 +51,12 @@ Choices and deviations (against ``HFGenerateBackend``, whose batch layout this o
    prompt KV was computed with the old weights. It takes HF parameter names and runs the
    model's own ``load_weights`` inside vLLM's layer-wise reload, which re-applies the
    post-load processing (e.g. CPU weight repacking) -- calling ``model.load_weights``
-   directly fails on CPU. A vLLM without ``reload_weights`` (older GPU builds) falls back to
+   directly fails on CPU, where a linear layer keeps only its packed copy (its ``weight``
+   parameter is emptied). A vLLM without ``reload_weights`` (older GPU builds) falls back to
    ``apply_model(lambda m: m.load_weights(...))``, the way TRL syncs its colocated engine;
-   that branch cannot be exercised on this CPU machine.
+   that branch cannot be exercised on this CPU machine. After either, tied layers are
+   reprocessed (:func:`reprocess_tied_layers`): vLLM 0.32's reload leaves the CPU kernel's
+   packed copy of a tied ``lm_head`` stale.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ from pathlib import Path
 
 import torch
 
+from .modeling import _dtype, autocast_dtype, encode_prompts
 from .rollout import RolloutBatch, _eos_ids
 
 MAX_MODEL_LEN = 2048  # cap on prompt + response tokens; our prompts are a few dozen tokens
@@ -84,6 +94,33 @@ def _engine_folder(model, tokenizer) -> tuple[str, tempfile.TemporaryDirectory |
     return tmp.name, tmp
 
 
+@torch.no_grad()
+def reprocess_tied_layers(model: torch.nn.Module) -> int:
+    """Redo the post-load processing of layers that share a weight (a tied ``lm_head``).
+
+    vLLM's layer-wise reload loads a tied weight through one owner (``embed_tokens``) and
+    puts the other owner (``lm_head``) back untouched ("ParallelLMHead: Failed to load
+    weights"). The tensor is shared, but on CPU each embedding layer also keeps a packed
+    copy for its GEMM kernel, made after loading, so ``lm_head`` went on computing logits
+    with the *old* embedding (greedy tokens diverged from HF after a sync). Re-running the
+    layer's ``process_weights_after_loading`` repacks it; on GPU that step is a no-op for
+    unquantised embeddings. Runs inside the engine (``LLM.apply_model``); returns the
+    number of layers reprocessed.
+    """
+    owners: dict[int, list[torch.nn.Module]] = {}
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            owners.setdefault(id(param), []).append(module)
+    done = 0
+    for modules in owners.values():
+        for module in modules if len(modules) > 1 else ():
+            method = getattr(module, "quant_method", None)
+            if method is not None:
+                method.process_weights_after_loading(module)
+                done += 1
+    return done
+
+
 class VLLMBackend:
     """Rollouts from an in-process vLLM engine; same :class:`RolloutBatch` as the HF backend.
 
@@ -101,11 +138,13 @@ class VLLMBackend:
         folder, self._tmp = _engine_folder(model, tokenizer)
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.vllm_kv_cache_gb)
         max_len = min(getattr(model.config, "max_position_embeddings", MAX_MODEL_LEN), MAX_MODEL_LEN)
+        # the trainer's compute dtype: float32 on CPU; bfloat16 for dtype: auto on CUDA
+        dtype = str(autocast_dtype(cfg) or _dtype(cfg)).removeprefix("torch.")
         set_num_threads = torch.set_num_threads
         self.llm = vllm.LLM(
             model=folder,
             skip_tokenizer_init=True,
-            dtype=cfg.dtype,
+            dtype=dtype,
             seed=cfg.seed,
             max_model_len=max_len,
             enforce_eager=True,
@@ -136,6 +175,7 @@ class VLLMBackend:
             if "reload_weights" not in str(exc):
                 raise
             self.llm.apply_model(lambda m: m.load_weights(iter(weights)))
+        self.llm.apply_model(reprocess_tied_layers)
         self.llm.reset_prefix_cache()
         self.last_sync_s = time.perf_counter() - t0
 
@@ -156,7 +196,7 @@ class VLLMBackend:
         tok = self.tokenizer
         if tok.padding_side != "left":
             raise ValueError("the tokenizer must pad on the left for generation (padding_side='left')")
-        enc = tok(prompts, padding=True, return_tensors="pt")  # the HF backend's prompt tensors
+        enc = encode_prompts(tok, prompts)  # the HF backend's prompt tensors (checked)
         prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0)  # [B, Tp]
         prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0).bool()  # [B, Tp]
         requests = [

@@ -193,7 +193,14 @@ def write_splits(cfg, force: bool = False) -> Path:
 
 
 def load_split(cfg, split: str) -> list[Problem]:
-    """Read one split written by :func:`write_splits`, refusing missing or stale data."""
+    """Read one split written by :func:`write_splits`, refusing missing or stale data.
+
+    Any other ``cfg.task`` is a hub data set: :func:`rewards_as_labels.data_registry.load_split`.
+    """
+    if cfg.task != "arithmetic":
+        from .data_registry import load_split as load_registry_split
+
+        return load_registry_split(cfg, split)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
     folder = task_dir(cfg)

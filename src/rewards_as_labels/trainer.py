@@ -21,8 +21,6 @@ How this departs from the paper's released (verl) code:
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,12 +33,12 @@ from . import objectives as O
 from .checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from .config import Config
 from .evaluation import evaluate_policy
-from .io import atomic_write_json, atomic_write_text
+from .io import JsonlWriter, atomic_write_json, ensure_writable_dir
 from .methods import MiniBatch, policy_loss, weight_diagnostics
-from .modeling import load_policy
+from .modeling import format_prompt, load_policy
 from .rollout import make_backend, response_logprobs
 from .task import load_split
-from .verifier import score_completions
+from .verifier import asks_for_box, score_completions
 
 
 class TrainingDiverged(RuntimeError):
@@ -83,29 +81,6 @@ def package_versions() -> dict[str, str]:
     return found
 
 
-class JsonlWriter:
-    """Appends one JSON line per step; on resume keeps only the lines before the resumed step."""
-
-    def __init__(self, path: Path, start_step: int):
-        self.path = path
-        if path.exists():
-            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < start_step]
-            atomic_write_text(path, "".join(ln + "\n" for ln in kept))
-
-    def write(self, row: dict) -> None:
-        line = json.dumps(row, sort_keys=True) + "\n"
-        try:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as exc:
-            raise OSError(
-                f"could not append step {row.get('step')} to {self.path} ({exc.strerror}); earlier lines "
-                "are intact -- free space or fix permissions, then rerun with --resume"
-            ) from exc
-
-
 @contextmanager
 def _timed(times: dict, key: str):
     t0 = time.perf_counter()
@@ -128,7 +103,7 @@ def logprobs_no_grad(model, batch, cfg: Config, with_entropy: bool = False):
     return torch.cat(parts)  # [B, T]
 
 
-def backward_in_micro_batches(model, batch, cfg: Config, loss_fn):
+def backward_in_micro_batches(model, batch, cfg: Config, loss_fn, logprobs=None):
     """Accumulate the gradient of ``loss_fn(logprobs)`` over micro-batches of ``cfg.micro_batch_size`` rows.
 
     Exact for every method, group coupling included: the loss is built once on the log-probs
@@ -136,11 +111,12 @@ def backward_in_micro_batches(model, batch, cfg: Config, loss_fn):
     those log-probs is taken, and each micro-batch's forward pass is then back-propagated
     with its slice of that gradient (chain rule). Costs one extra forward pass; micro-batches
     need not hold whole groups. ``micro_batch_size = 0`` means one pass over the mini-batch.
-    Returns ``loss_fn``'s outputs (the loss detached).
+    Returns ``loss_fn``'s outputs (the loss detached). ``logprobs``: this batch's log-probs
+    from a forward pass with its graph kept (one pass only), instead of a new forward.
     """
     chunks = _chunks(batch.batch_size, cfg.micro_batch_size)
     if len(chunks) == 1:
-        out = loss_fn(response_logprobs(model, batch, cfg.temperature))  # [b, T] -> loss, ...
+        out = loss_fn(logprobs if logprobs is not None else response_logprobs(model, batch, cfg.temperature))  # [b, T] -> loss, ...
         out[0].backward()
         return (out[0].detach(), *out[1:])
     leaf = logprobs_no_grad(model, batch, cfg).requires_grad_()  # [b, T]
@@ -154,8 +130,8 @@ def backward_in_micro_batches(model, batch, cfg: Config, loss_fn):
 def _check_finite(value: torch.Tensor, what: str, step: int, cfg: Config) -> None:
     if not torch.isfinite(value).all():
         raise TrainingDiverged(
-            f"non-finite {what} at step {step} (method {cfg.method}); the run stopped before "
-            f"updating, and the last good checkpoint in {cfg.run_dir} is intact"
+            f"non-finite {what} at step {step} (method {cfg.method}); the run stopped before this "
+            f"update, and its last good checkpoint, {latest_checkpoint(cfg.run_dir) or 'none yet'}, is intact"
         )
 
 
@@ -163,16 +139,14 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) RL training as configured; returns the run folder."""
     torch.set_num_threads(cfg.num_threads)
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not os.access(run_dir, os.W_OK):
-        raise PermissionError(f"run folder {run_dir} is not writable; choose another --out")
+    ensure_writable_dir(run_dir, "run folder", "choose another --out")
 
     ckpt = latest_checkpoint(run_dir) if resume else None
     if not resume and (run_dir / "metrics.jsonl").exists():
         raise FileExistsError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
-    model, tokenizer = load_policy(cfg, path=ckpt / "model" if ckpt else None)
+    model, tokenizer = load_policy(cfg, path=ckpt / "model" if ckpt else None, training=True)
     model.train()
     kl_coef = cfg.resolved_kl_coef
     ref_model = None
@@ -180,8 +154,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         ref_model, _ = load_policy(cfg)  # the frozen initial policy, also on resume
         ref_model.eval().requires_grad_(False)
 
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay
+    optimizer = torch.optim.AdamW(  # fused: one kernel for all tensors (TRL's default too); 3x faster on the tiny model
+        model.parameters(), lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
+        fused=model.device.type in ("cpu", "cuda"),
     )
     warmup = max(cfg.lr_warmup_steps, 0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warmup) if warmup else 1.0)
@@ -196,6 +171,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     weight_samples = JsonlWriter(run_dir / "weight_samples.jsonl", start_step)
 
     P, n, M = cfg.prompts_per_step, cfg.rollouts_per_prompt, cfg.minibatches_per_step
+    # one mini-batch in one pass is on-policy: pi_old is the update's own forward (s = 0 in value, TRL's
+    # default too), so that forward runs once, in the old_logprobs phase, and keeps its graph for the update
+    on_policy = M == 1 and len(_chunks(P * n, cfg.micro_batch_size)) == 1
     bar = tqdm(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
                desc=f"{cfg.method} s{cfg.seed}", disable=not progress, dynamic_ncols=True)
     for step in bar:
@@ -209,17 +187,20 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         with _timed(times, "generate"):
             model.eval()
             batch = backend.generate(
-                [p.prompt for p in problems], n, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                [format_prompt(tokenizer, p, cfg) for p in problems], n, temperature=cfg.temperature,
+                max_new_tokens=cfg.max_new_tokens,
                 top_k=cfg.top_k, top_p=cfg.top_p, seed=derive_seed(cfg.seed, step),
             )
             model.train()
         with _timed(times, "verify"):
             golds = [p.answer for p in problems for _ in range(n)]
-            rewards, counts = score_completions(batch.texts, golds, batch.truncated.tolist())
+            boxed = {"require_boxed": True} if asks_for_box(problems) else {}  # hub maths: only \boxed{} counts
+            rewards, counts = score_completions(batch.texts, golds, batch.truncated.tolist(), **boxed)
             rewards = rewards.view(P, n)  # [P, n]
             advantages = O.group_advantages(rewards).flatten()  # [P*n]
         with _timed(times, "old_logprobs"):
-            old_lp, entropy = logprobs_no_grad(model, batch, cfg, with_entropy=True)  # [B, T] each
+            fresh = response_logprobs(model, batch, cfg.temperature, with_entropy=True) if on_policy else None
+            old_lp, entropy = (fresh[0].detach(), fresh[1]) if on_policy else logprobs_no_grad(model, batch, cfg, with_entropy=True)  # [B, T] each
             ref_lp = logprobs_no_grad(ref_model, batch, cfg) if ref_model is not None else None  # [B, T]
 
         mask = batch.response_mask  # [B, T]
@@ -246,7 +227,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                     return loss, cut, kl, mb
 
                 optimizer.zero_grad(set_to_none=True)
-                loss, cut, kl, mb = backward_in_micro_batches(model, sub, cfg, minibatch_loss)
+                loss, cut, kl, mb = backward_in_micro_batches(model, sub, cfg, minibatch_loss, fresh[0] if on_policy else None)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 _check_finite(grad_norm, "gradient norm", step, cfg)
                 if kl is not None:
@@ -260,7 +241,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                 stats, samples = weight_diagnostics(cfg, mb)
                 for k, v in stats.items():
                     sums.setdefault(k, []).append(v)
-        backend.sync_weights(model)
+        with _timed(times, "sync"):
+            backend.sync_weights(model)  # a no-op for HF; vLLM reloads the weights in place
         for k, v in sums.items():
             row[k] = max(v) if k.endswith("_max") else float(np.mean(v))
         row["train/lr"] = scheduler.get_last_lr()[0]
@@ -286,7 +268,7 @@ def _evaluate(cfg, model, tokenizer, problems, step, times) -> dict:
         model.eval()
         res = evaluate_policy(
             model, tokenizer, problems, samples=cfg.eval_samples, temperature=cfg.eval_temperature,
-            max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.seed, "eval", step),
+            max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.seed, "eval", step), cfg=cfg,
         )
         model.train()
     return {f"eval/{k}": v for k, v in res.items() if isinstance(v, (int, float))}

@@ -27,8 +27,14 @@ Choices and deviations:
    experiment drew fresh problems each step; the split holds 40k, about 1.6 passes).
 3) Training sequences are right-padded with the default positions 0, 1, ...; for the real
    tokens this equals the positions ``generate`` uses after left padding.
-4) The model folder is the completion marker: it is written atomically (temp folder +
-   rename) after ``metrics.json``, and its presence makes a later call skip training.
+4) The model folder is written atomically (temp folder + rename), then ``metrics.json``;
+   ``metrics.json`` is the completion marker (``make warmstart``'s target, for trained
+   and pretrained bases alike), and a later call skips training when both are there.
+5) With ``model`` set (a pretrained model, e.g. SmolLM2 or DeepSeek-R1-Distill) there is
+   nothing to warm-start -- the paper starts RL from the pretrained model itself -- so
+   :func:`record_base` only evaluates it on the validation split and writes
+   ``metrics.json`` (``base_model`` names it); no model folder is written, and RL loads
+   ``model`` directly.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from tqdm.auto import tqdm
 
 from .evaluation import evaluate_policy
 from .io import atomic_directory, atomic_write_json
-from .modeling import build_tiny_model, build_tokenizer, count_parameters
+from .modeling import build_tiny_model, build_tokenizer, count_parameters, load_policy
 from .task import load_split
 
 WARMSTART_BETAS = (0.9, 0.98)
@@ -92,12 +98,14 @@ def warmstart(cfg, force: bool = False) -> Path:
     """Train (or reuse) the profile's warm-started model; return ``cfg.warmstart_dir / "model"``.
 
     Writes ``model/`` (``save_pretrained`` of model and tokenizer) and ``metrics.json``
-    (loss curve, validation pass@1 / pass@8 / greedy, seconds). Skips when ``model/``
-    exists unless ``force``.
+    (loss curve, validation pass@1 / pass@8 / greedy, seconds). Skips when ``model/`` and
+    ``metrics.json`` exist unless ``force``. With ``cfg.model`` set: :func:`record_base` (returns its metrics file).
     """
+    if cfg.model:
+        return record_base(cfg, force=force)
     out_dir = Path(cfg.warmstart_dir)
     model_dir = out_dir / "model"
-    if (model_dir / "config.json").is_file() and not force:
+    if (model_dir / "config.json").is_file() and (out_dir / "metrics.json").is_file() and not force:
         return model_dir
     torch.set_num_threads(cfg.num_threads)
     sft = load_split(cfg, "sft")
@@ -154,22 +162,58 @@ def warmstart(cfg, force: bool = False) -> Path:
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "python": platform.python_version()},
     }
-    atomic_write_json(out_dir / "metrics.json", metrics)
     with atomic_directory(model_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+    atomic_write_json(out_dir / "metrics.json", metrics)  # last: marks the warm start complete
     return model_dir
+
+
+def record_base(cfg, force: bool = False) -> Path:
+    """The warm start of a pretrained ``cfg.model``: no training, only its validation numbers.
+
+    Writes ``cfg.warmstart_dir / "metrics.json"`` (same layout as a trained warm start, with
+    ``base_model`` and ``steps = 0``) and returns its path; reused while it names the same model.
+    """
+    path = Path(cfg.warmstart_dir) / "metrics.json"
+    if path.is_file() and not force:
+        old = json.loads(path.read_text())
+        if old.get("base_model") == cfg.model and old.get("gguf_file", "") == cfg.gguf_file:
+            return path
+    model, tokenizer = load_policy(cfg)
+    validation = load_split(cfg, "validation")[: cfg.eval_prompts]
+    start = time.perf_counter()
+    result = evaluate_policy(
+        model, tokenizer, validation, samples=cfg.eval_samples, temperature=cfg.eval_temperature,
+        max_new_tokens=cfg.max_new_tokens, seed=cfg.data_seed, cfg=cfg,
+    )
+    k = cfg.eval_samples
+    atomic_write_json(path, {
+        "base_model": cfg.model,
+        "gguf_file": cfg.gguf_file,
+        "steps": 0,
+        "validation": {k_: v for k_, v in result.items() if k_ not in ("per_problem_correct", "problem_ids")},
+        "summary": {key: result[key] for key in ("pass@1", f"pass@{k}", "greedy")},
+        "seconds": {"train": 0.0, "eval": time.perf_counter() - start},
+        "parameters": count_parameters(model),
+        "config": {key: v for key, v in cfg.to_dict().items() if key in (
+            "profile", "model", "gguf_file", "task", "prompt_template", "chat_template", "eval_prompts",
+            "eval_samples", "eval_temperature", "max_new_tokens", "dtype", "device", "num_threads")},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "python": platform.python_version()},
+    })
+    return path
 
 
 def cmd_warmstart(cfg, force: bool = False) -> Path:
-    """CLI entry point of ``make warmstart``: train or reuse, then print the headline numbers."""
-    model_dir = warmstart(cfg, force=force)
-    metrics_path = model_dir.parent / "metrics.json"
+    """CLI entry point of ``make warmstart``: train, reuse or record the base, then print the headline numbers."""
+    done = warmstart(cfg, force=force)
+    metrics_path = done if done.suffix == ".json" else done.parent / "metrics.json"
     if metrics_path.is_file():
         m = json.loads(metrics_path.read_text())
-        s = m["summary"]
+        numbers = " ".join(f"{key}={v:.3f}" for key, v in m["summary"].items())
         print(
-            f"warmstart: {model_dir} validation pass@1={s['pass@1']:.3f} pass@8={s['pass@8']:.3f} "
-            f"greedy={s['greedy']:.3f} ({m['seconds']['train']:.0f}s train, {m['seconds']['eval']:.0f}s eval)"
+            f"warmstart: {m.get('base_model') or done} validation {numbers} "
+            f"({m['seconds']['train']:.0f}s train, {m['seconds']['eval']:.0f}s eval)"
         )
-    return model_dir
+    return done
