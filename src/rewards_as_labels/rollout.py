@@ -71,6 +71,11 @@ class RolloutBatch:
         """Tokens per response including EOS, LongTensor [B]."""
         return self.response_mask.sum(dim=1)
 
+    def to(self, device) -> "RolloutBatch":
+        """The same batch with every tensor on ``device``."""
+        return RolloutBatch(**{f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
+                               for f in fields(self)})
+
     def select(self, rows: torch.Tensor | slice) -> "RolloutBatch":
         """Sub-batch of the given rows (keep whole groups to keep ``n`` meaningful)."""
         if isinstance(rows, slice):
@@ -159,16 +164,10 @@ class HFGenerateBackend:
         top_p: float = 1.0,
         seed: int = 0,
     ) -> RolloutBatch:
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
         model, tok = self.model, self.tokenizer
         device = model.device
-        if tok.padding_side != "left":
-            raise ValueError("the tokenizer must pad on the left for generation (padding_side='left')")
-        enc = encode_prompts(tok, prompts)  # refuses raw prompts for a chat model
-        # repeat each prompt n times in place: prompt-major layout
-        prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0).to(device)  # [B, Tp]
-        prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0).to(device)  # [B, Tp]
+        prompt_ids, prompt_mask = encode_repeated(tok, prompts, n, temperature)  # [B, Tp] each
+        prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
         was_training = model.training
         if was_training:  # transformers' train()/eval() walk every module: skip when already in eval
             model.eval()
@@ -182,39 +181,61 @@ class HFGenerateBackend:
             saved, model.generation_config = model.generation_config, type(model.generation_config)()
             try:
                 out = model.generate(
-                    input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=self._generation_config(
+                    input_ids=prompt_ids, attention_mask=prompt_mask.long(), generation_config=self._generation_config(
                         temperature, max_new_tokens, top_k, top_p), return_dict_in_generate=True,
                     output_scores=self.return_logprobs,
                 )
             finally:
                 model.generation_config = saved
-        response_ids = out.sequences[:, prompt_ids.shape[1] :]  # [B, Tr], Tr <= max_new_tokens
         if was_training:
             model.train()
-        is_eos = torch.isin(response_ids, torch.tensor(self.eos_ids, device=device))  # [B, Tr]
-        eos_before = is_eos.long().cumsum(dim=1) - is_eos.long()  # [B, Tr] EOS strictly earlier
-        response_mask = eos_before == 0  # [B, Tr] up to and including the first EOS
-        truncated = ~is_eos.any(dim=1)  # [B]
-        # pad stays a legal sampled token before EOS, so rely on the mask, not on pad ids
-        response_ids = response_ids.masked_fill(~response_mask, tok.pad_token_id)  # [B, Tr]
-        texts = [
-            tok.decode(ids[keep].tolist(), skip_special_tokens=False)
-            for ids, keep in zip(response_ids, response_mask & ~is_eos)
-        ]
+        response_ids = out.sequences[:, prompt_ids.shape[1] :]  # [B, Tr], Tr <= max_new_tokens
         logprobs = None
         if self.return_logprobs:
-            scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)  # [B, Tr]
-            logprobs = scores.float().masked_fill(~response_mask, 0.0)  # [B, Tr]
-        return RolloutBatch(
-            prompt_ids=prompt_ids,
-            prompt_mask=prompt_mask.bool(),
-            response_ids=response_ids,
-            response_mask=response_mask,
-            truncated=truncated,
-            texts=texts,
-            n=n,
-            sampling_logprobs=logprobs,
-        )
+            logprobs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True).float()  # [B, Tr]
+        return finish_batch(tok, self.eos_ids, prompt_ids, prompt_mask, response_ids, n, sampling_logprobs=logprobs)
+
+
+def encode_repeated(tokenizer, prompts: list[str], n: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt ids and bool mask, each prompt repeated n times in place
+    (prompt-major), ``[B, Tp]`` each -- the prompt layout every backend returns."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if tokenizer.padding_side != "left":
+        raise ValueError("the tokenizer must pad on the left for generation (padding_side='left')")
+    enc = encode_prompts(tokenizer, prompts)  # refuses raw prompts for a chat model
+    return enc["input_ids"].repeat_interleave(n, dim=0), enc["attention_mask"].repeat_interleave(n, dim=0).bool()
+
+
+def finish_batch(
+    tokenizer, eos_ids: list[int], prompt_ids, prompt_mask, response_ids, n: int,
+    lengths: torch.Tensor | None = None, sampling_logprobs: torch.Tensor | None = None,
+) -> RolloutBatch:
+    """Masks, truncation flags and texts from raw sampled ids ``[B, Tr]`` (``lengths``: tokens
+    each row really sampled, when shorter rows were padded by the caller)."""
+    device = response_ids.device
+    is_eos = torch.isin(response_ids, torch.tensor(eos_ids, device=device))  # [B, Tr]
+    eos_before = is_eos.long().cumsum(dim=1) - is_eos.long()  # [B, Tr] EOS strictly earlier
+    response_mask = eos_before == 0  # [B, Tr] up to and including the first EOS
+    if lengths is not None:
+        response_mask &= torch.arange(response_ids.shape[1], device=device)[None, :] < lengths[:, None]  # [B, Tr]
+    truncated = ~is_eos.any(dim=1)  # [B]
+    # pad stays a legal sampled token before EOS, so rely on the mask, not on pad ids
+    response_ids = response_ids.masked_fill(~response_mask, tokenizer.pad_token_id)  # [B, Tr]
+    texts = [
+        tokenizer.decode(ids[keep].tolist(), skip_special_tokens=False)
+        for ids, keep in zip(response_ids, response_mask & ~is_eos)
+    ]
+    return RolloutBatch(
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        response_ids=response_ids,
+        response_mask=response_mask,
+        truncated=truncated,
+        texts=texts,
+        n=n,
+        sampling_logprobs=None if sampling_logprobs is None else sampling_logprobs.masked_fill(~response_mask, 0.0),
+    )
 
 
 def response_logprobs(

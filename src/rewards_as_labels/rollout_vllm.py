@@ -68,8 +68,8 @@ from pathlib import Path
 
 import torch
 
-from .modeling import _dtype, autocast_dtype, encode_prompts
-from .rollout import RolloutBatch, _eos_ids
+from .modeling import _dtype, autocast_dtype
+from .rollout import RolloutBatch, _eos_ids, encode_repeated, finish_batch
 
 MAX_MODEL_LEN = 2048  # cap on prompt + response tokens; our prompts are a few dozen tokens
 
@@ -191,17 +191,12 @@ class VLLMBackend:
         top_p: float = 1.0,
         seed: int = 0,
     ) -> RolloutBatch:
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
         tok = self.tokenizer
-        if tok.padding_side != "left":
-            raise ValueError("the tokenizer must pad on the left for generation (padding_side='left')")
-        enc = encode_prompts(tok, prompts)  # the HF backend's prompt tensors (checked)
-        prompt_ids = enc["input_ids"].repeat_interleave(n, dim=0)  # [B, Tp]
-        prompt_mask = enc["attention_mask"].repeat_interleave(n, dim=0).bool()  # [B, Tp]
+        prompt_ids, prompt_mask = encode_repeated(tok, prompts, n, temperature)  # [B, Tp] each (checked)
+        enc_ids, enc_mask = prompt_ids[::n], prompt_mask[::n]  # one row per prompt
         requests = [
             self._tokens_prompt(prompt_token_ids=ids[keep.bool()].tolist())
-            for ids, keep in zip(enc["input_ids"], enc["attention_mask"])
+            for ids, keep in zip(enc_ids, enc_mask)
         ]
         greedy = temperature == 0
         common = dict(
@@ -236,26 +231,6 @@ class VLLMBackend:
         for i, (ids, lps) in enumerate(zip(rows, row_logprobs)):
             response_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             logprobs[i, : len(lps)] = torch.tensor(lps)
-        # from here on exactly the HF backend's masking, so both layouts agree
-        is_eos = torch.isin(response_ids, torch.tensor(self.eos_ids))  # [B, Tr]
-        eos_before = is_eos.long().cumsum(dim=1) - is_eos.long()  # [B, Tr] EOS strictly earlier
-        response_mask = eos_before == 0  # [B, Tr] up to and including the first EOS
         lengths = torch.tensor([len(ids) for ids in rows])  # [B]
-        response_mask &= torch.arange(tr).unsqueeze(0) < lengths.unsqueeze(1)  # [B, Tr]
-        truncated = ~is_eos.any(dim=1)  # [B]
-        response_ids = response_ids.masked_fill(~response_mask, tok.pad_token_id)  # [B, Tr]
-        texts = [
-            tok.decode(ids[keep].tolist(), skip_special_tokens=False)
-            for ids, keep in zip(response_ids, response_mask & ~is_eos)
-        ]
-        on = lambda t: t.to(self.device)  # noqa: E731 - the training model's device
-        return RolloutBatch(
-            prompt_ids=on(prompt_ids),
-            prompt_mask=on(prompt_mask),
-            response_ids=on(response_ids),
-            response_mask=on(response_mask),
-            truncated=on(truncated),
-            texts=texts,
-            n=n,
-            sampling_logprobs=on(logprobs.masked_fill(~response_mask, 0.0)),
-        )
+        # the training model's device; masks, flags and texts exactly as the HF backend makes them
+        return finish_batch(tok, self.eos_ids, prompt_ids, prompt_mask, response_ids, n, lengths, logprobs).to(self.device)
