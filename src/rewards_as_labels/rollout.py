@@ -149,7 +149,8 @@ class HFGenerateBackend:
         else:  # explicit top_k/top_p: generate's defaults (top_k=50) would change the distribution
             sampling = dict(do_sample=True, temperature=temperature, top_k=top_k or 0, top_p=top_p)
         return GenerationConfig(
-            max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids, **sampling
+            max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
+            return_dict_in_generate=True, output_scores=self.return_logprobs, **sampling,
         )
 
     @torch.no_grad()
@@ -181,9 +182,8 @@ class HFGenerateBackend:
             saved, model.generation_config = model.generation_config, type(model.generation_config)()
             try:
                 out = model.generate(
-                    input_ids=prompt_ids, attention_mask=prompt_mask.long(), generation_config=self._generation_config(
-                        temperature, max_new_tokens, top_k, top_p), return_dict_in_generate=True,
-                    output_scores=self.return_logprobs,
+                    input_ids=prompt_ids, attention_mask=prompt_mask.long(),
+                    generation_config=self._generation_config(temperature, max_new_tokens, top_k, top_p),
                 )
             finally:
                 model.generation_config = saved
