@@ -36,7 +36,6 @@ from trl.trainer.utils import RepeatSampler, shuffle_sequence_dict, split_tensor
 
 from rewards_as_labels import objectives  # noqa: E402
 from rewards_as_labels.integrations.trl import (  # noqa: E402
-    RewardsAsLabelsGRPOConfig,
     RewardsAsLabelsGRPOTrainer,
     check_whole_groups,
     rewards_to_labels,
