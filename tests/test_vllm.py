@@ -94,6 +94,19 @@ def test_sampled_batch_layout_and_sampler_logprobs(engine):
     assert not torch.equal(other.response_ids, batch.response_ids)
 
 
+def test_batch_beyond_one_step_token_budget(engine):
+    """More prompt tokens than one engine step takes (64 x 8 rows x 96 tokens > 4096), sampled
+    with seeds: no request may be prefilled in parts (a CPU generator cannot rewind), and the
+    seeded rerun repeats exactly."""
+    model, tok, hf, vl = engine
+    budget = vl.llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens
+    prompts = [f"{i:03d}+456=" * 12 for i in range(64)]  # 96 tokens each
+    assert 64 * 8 * 96 > budget
+    batch = vl.generate(prompts, 8, temperature=0.7, max_new_tokens=3, seed=5)
+    assert batch.batch_size == 512
+    assert torch.equal(vl.generate(prompts, 8, temperature=0.7, max_new_tokens=3, seed=5).response_ids, batch.response_ids)
+
+
 def test_weight_sync_in_place(engine):
     model, tok, hf, vl = engine
     torch.manual_seed(1)

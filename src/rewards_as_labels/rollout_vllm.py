@@ -57,6 +57,11 @@ Choices and deviations (against ``HFGenerateBackend``, whose batch layout this o
    that branch cannot be exercised on this CPU machine. After either, tied layers are
    reprocessed (:func:`reprocess_tied_layers`): vLLM 0.32's reload leaves the CPU kernel's
    packed copy of a tied ``lm_head`` stale.
+8) Chunked prefill is off. With it on, a batch whose prompts exceed the step's token budget
+   (e.g. 64 chat prompts x 8 samples) has a request prefilled in parts; vLLM then discards
+   that step's sampled token and rewinds the request's seeded generator with ``set_offset``,
+   which a CPU generator does not support ("CPU Generator does not use offset", vLLM 0.32).
+   Off, the scheduler only admits whole prompts and leaves the rest for the next step.
 """
 
 from __future__ import annotations
@@ -151,6 +156,7 @@ class VLLMBackend:
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             generation_config="vllm",
             logprobs_mode="processed_logprobs",
+            enable_chunked_prefill=False,  # (8): a seeded request must never be prefilled in parts
         )
         torch.set_num_threads = set_num_threads  # undo the CPU worker's no-op patch (6)
         torch.set_num_threads(cfg.num_threads)
