@@ -333,3 +333,16 @@ def test_two_processes_keep_groups_whole_and_match_the_full_batch_gradient(tmp_p
     assert len(seen) == 8 and set(seen.values()) == {N}
     for r in ranks:
         assert len(r["logged_losses"]) == 2 and all(torch.isfinite(torch.tensor(r["logged_losses"])))
+
+
+@pytest.mark.slow
+def test_bench_trl_runs_both_trainers_and_reports_the_floor(capsys):
+    """``make bench-trl`` end to end at its smallest (1 round, 2 timed steps each): it must keep
+    working as TRL and our trainer change. Only the report is checked, never a speed."""
+    from rewards_as_labels import bench_trl
+
+    ratio = bench_trl.main(["--steps", "3", "--rounds", "1"])
+    out = capsys.readouterr().out
+    assert math.isfinite(ratio) and ratio > 0
+    assert out.rstrip().splitlines()[-1] == f"ours/trl step-time ratio: {ratio:.3f}"
+    assert "model-work floor" in out and "of TRL's step" in out

@@ -22,12 +22,14 @@ time over the same interval is printed too: on a shared machine it moves far les
 processes' load than wall time does. The last line is ``ours/trl step-time ratio: <float>``
 (median wall step time over all counted steps, ours / TRL).
 
-Where the time goes (2 x 8 x 8 tokens, 1 thread, CPU time per step; TRL ~57-70 ms): ours ~44 ms =
-sampling ~12 (a prefill and ~4 decode calls of the HF Qwen2, ~3 ms each, mostly per-call Python
-overhead of the module stack, not arithmetic), one forward ~7 and its backward ~8, fused AdamW,
-clipping and weight diagnostics ~4, the rest ~5. The model work both trainers must do (sample,
-one forward, one backward, one AdamW step) is ~34 ms, so at this size the ratio cannot go far
-below ~0.6: what is left is the HF module's per-call overhead, which TRL pays as well.
+Where the time goes: after the timed run, each "ours" process also times the bare model work
+(:func:`model_work_floor`: ``generate``, one forward with grad, its backward, clipping, one
+fused AdamW step -- what any trainer built on these transformers modules does per step) and
+prints it as a fraction of TRL's step and of ours. At 2 x 8 x 8 tokens that work is most of
+either step, and it lies inside transformers and torch (module calls, attention, matrix
+products), which both trainers share; it bounds the ratio from below: ours/TRL cannot fall
+under floor/TRL without changing the model calls themselves (``torch.compile(model,
+dynamic=True)`` cut a forward+backward here by only ~20%, after a 27 s compile).
 """
 
 from __future__ import annotations
@@ -123,7 +125,41 @@ def run_ours(args, folder: Path, out: Path, t0: float) -> dict:
         "metrics": sorted(set().union(*rows)),
         "to_first_step_s": ends[0] - t0,
         "peak_rss_mib": _peak_rss_mib(),
+        "floor_s": model_work_floor(cfg),
     }
+
+
+def model_work_floor(cfg) -> list[float]:
+    """Seconds per step of the model work any GRPO-style trainer must do with these transformers
+    modules, and nothing else: ``generate`` the batch, one forward with grad over prompt+response,
+    its backward, gradient clipping and one fused AdamW step (no rewards, advantages, loss terms,
+    metrics or logging). Same prompts, sampling and threads as the timed run; the first step is
+    warm-up. Neither trainer can step faster than this, so floor/TRL bounds the ratio from below."""
+    import torch
+
+    from .modeling import format_prompt, load_policy
+    from .rollout import make_backend, response_logprobs
+    from .task import load_split
+    from .trainer import derive_seed, prompt_indices
+
+    model, tokenizer = load_policy(cfg, training=True)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, fused=True)
+    backend = make_backend(cfg, model, tokenizer)
+    train = load_split(cfg, "train")
+    ends = []
+    for step in range(cfg.total_steps):
+        prompts = [format_prompt(tokenizer, train[i], cfg)
+                   for i in prompt_indices(cfg.seed, step, cfg.prompts_per_step, len(train))]  # fmt: skip
+        batch = backend.generate(prompts, cfg.rollouts_per_prompt, temperature=cfg.temperature,
+                                 max_new_tokens=cfg.max_new_tokens, top_k=cfg.top_k, top_p=cfg.top_p,
+                                 seed=derive_seed(cfg.seed, step))  # fmt: skip
+        response_logprobs(model, batch, cfg.temperature).sum().backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        ends.append(time.perf_counter())
+    return np.diff(ends).tolist()
 
 
 def run_trl(args, folder: Path, out: Path, t0: float) -> dict:
@@ -266,6 +302,10 @@ def main(argv: list[str] | None = None) -> float | None:
     print(f"load average during the bench: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
           "(CPU-time ratio, less sensitive to other processes: "
           f"{cpu['ours'] / cpu['trl']:.3f})")
+    floor = float(np.median(np.concatenate([x["floor_s"] for x in results["ours"]])))
+    print(f"model-work floor (generate + forward + backward + clip + AdamW, in the ours processes): "
+          f"{floor:.4f} s/step = {floor / wall['trl']:.3f} of TRL's step, {floor / wall['ours']:.3f} of ours; "
+          "a trainer making these same model calls cannot get its ratio below floor/trl")
     ratio = wall["ours"] / wall["trl"]
     print(f"ours/trl step-time ratio: {ratio:.3f}")
     return ratio
