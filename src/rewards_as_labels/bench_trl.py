@@ -134,7 +134,7 @@ def model_work_floor(cfg) -> list[float]:
     modules, and nothing else: ``generate`` the batch, one forward with grad over prompt+response,
     its backward, gradient clipping and one fused AdamW step (no rewards, advantages, loss terms,
     metrics or logging). Same prompts, sampling and threads as the timed run; the first step is
-    warm-up. Neither trainer can step faster than this, so floor/TRL bounds the ratio from below."""
+    warm-up. A trainer making these same calls cannot step faster, so floor/TRL bounds the ratio."""
     import torch
 
     from .modeling import format_prompt, load_policy
