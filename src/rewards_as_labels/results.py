@@ -28,12 +28,19 @@ def _read_jsonl(path: Path) -> list[dict]:
 def load_metrics(profile_dir: str | Path) -> pd.DataFrame:
     """One row per (run, step) with every logged metric; columns ``method``, ``seed``, ``step``, ...
 
+    A finished run's ``final.json`` (the validation after the last step, at ``step = total_steps``)
+    is one more row holding only its ``eval/*`` values, so held-out curves end at the trained policy.
     Raises ``FileNotFoundError`` naming ``make train`` when there is no run to read.
     """
     folders = run_folders(profile_dir)
     if not folders:
         raise FileNotFoundError(f"no run folders with metrics.jsonl under {profile_dir}; run `make train-all` first")
-    frames = [pd.DataFrame(_read_jsonl(p / "metrics.jsonl")).assign(run=p.name) for p in folders]
+    frames = []
+    for p in folders:
+        rows = _read_jsonl(p / "metrics.jsonl")
+        if (p / "final.json").exists():
+            rows.append(json.loads((p / "final.json").read_text()))
+        frames.append(pd.DataFrame(rows).assign(run=p.name))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -57,17 +64,18 @@ def load_weight_samples(profile_dir: str | Path) -> tuple[pd.DataFrame, pd.DataF
 
 
 def mean_std_table(df: pd.DataFrame, value_cols: list[str], by: str = "method") -> pd.DataFrame:
-    """``mean ± std`` over seeds of each value column, one row per ``by`` (paper's method order).
+    """``mean ± std`` over seeds of each value column, one row per ``by`` (paper's method order);
+    a single value (one seed, or the base model) is printed alone, since it has no spread.
 
-    >>> df = pd.DataFrame({"method": ["real", "real"], "acc": [0.2, 0.4]})
-    >>> mean_std_table(df, ["acc"]).loc["real", "acc"]
-    '0.300 ± 0.141'
+    >>> df = pd.DataFrame({"method": ["real", "real", "grad"], "acc": [0.2, 0.4, 0.5]})
+    >>> mean_std_table(df, ["acc"])["acc"].to_dict()
+    {'real': '0.300 ± 0.141', 'grad': '0.500'}
     """
     agg = df.groupby(by)[value_cols].agg(["mean", "std", "count"])
     out = pd.DataFrame(index=agg.index)
     for col in value_cols:
-        mean, std = agg[(col, "mean")], agg[(col, "std")].fillna(0.0)
-        out[col] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, std)]
+        mean, std, count = agg[(col, "mean")], agg[(col, "std")], agg[(col, "count")]
+        out[col] = [f"{m:.3f} ± {s:.3f}" if c > 1 else f"{m:.3f}" for m, s, c in zip(mean, std, count)]
     out["seeds"] = agg[(value_cols[0], "count")].astype(int)
     order = [m for m in ["base", *METHODS] if m in out.index]
     return out.loc[order + [m for m in out.index if m not in order]]
