@@ -179,8 +179,12 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
             rewards = rewards.view(P, n)  # [P, n]
             advantages = O.group_advantages(rewards).flatten()  # [P*n]
         with _timed(times, "old_logprobs"):
-            fresh = response_logprobs(model, batch, cfg.temperature, with_entropy=True) if on_policy else None
-            old_lp, entropy = (fresh[0].detach(), fresh[1]) if on_policy else logprobs_no_grad(model, batch, cfg, with_entropy=True)  # [B, T] each
+            fresh = None  # on-policy: the forward with grad that the update reuses
+            if on_policy:
+                fresh, entropy = response_logprobs(model, batch, cfg.temperature, with_entropy=True)  # [B, T] each
+                old_lp = fresh.detach()
+            else:
+                old_lp, entropy = logprobs_no_grad(model, batch, cfg, with_entropy=True)  # [B, T] each
             ref_lp = logprobs_no_grad(ref_model, batch, cfg) if ref_model is not None else None  # [B, T]
 
         mask = batch.response_mask  # [B, T]
@@ -197,7 +201,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                 stats, samples = _minibatch_update(
                     cfg, step, model, optimizer, scheduler, batch.select(rows),
                     old_lp[rows], rewards[m * per_mb : (m + 1) * per_mb], advantages[rows],
-                    ref_lp[rows] if ref_lp is not None else None, fresh[0] if on_policy else None,
+                    ref_lp[rows] if ref_lp is not None else None, fresh,
                 )
                 for k, v in stats.items():
                     sums.setdefault(k, []).append(v)
