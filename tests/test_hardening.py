@@ -204,21 +204,21 @@ def _make_tree(dest: Path) -> tuple[Path, Path]:
     writes into the repository (runs/ holds real results) and no stale stamp reinstalls .venv."""
     repo, venv = dest / "repo", dest / "venv"
     repo.mkdir(parents=True)
-    for name in ("Makefile", "requirements.txt", "constraints.txt", "pyproject.toml"):
+    for name in ("Makefile", "pyproject.toml"):
         shutil.copy2(ROOT / name, repo / name)
-    for name in ("notebooks", "configs", "src"):
+    for name in ("notebooks", "configs", "src", "requirements", "scripts"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", ".ipynb_checkpoints"))
     (venv / "bin").mkdir(parents=True)
     python = venv / "bin" / "python"
     python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
     python.chmod(0o755)
-    for stamp in (".setup-done", ".vllm-done"):
+    for stamp in (".setup-cpu", ".vllm-cpu"):
         (venv / stamp).touch()  # newer than the copied requirements: the environment counts as set up
     return repo, venv
 
 
 def _make(venv: Path, *targets: str) -> list[str]:
-    return ["make", "--no-print-directory", *targets, "PROFILE=smoke", f"VENV={venv}", "JOBS=1"]
+    return ["make", "--no-print-directory", *targets, "PROFILE=smoke", f"VENV={venv}", "JOBS=1", "ACCEL=cpu"]
 
 
 def _kill_everything(pid: int) -> None:

@@ -60,8 +60,11 @@ class Config:
             (task prompt incl. its instruction) and ``{question}`` (bare question).
         system_prompt (str, ""): optional system message (empty = the template's default).
         gradient_checkpointing (bool, False): recompute activations in backward (long responses).
-        check_memory (bool, True): refuse, before loading, a model whose weights (+ gradients and
-            AdamW moments when training) exceed the device's free memory.
+        check_memory (bool, True): refuse, before loading, a model whose jobs cannot fit the
+            device's free memory: weights (+ gradients, AdamW moments and the reference model
+            when training) and the vLLM engine's share, times ``concurrent_jobs``.
+        concurrent_jobs (int, 1): training jobs sharing the device (``make -j``; the Makefile
+            passes its ``JOBS``); only the memory check reads it.
         hidden_size, num_layers, num_heads, intermediate_size (int): the tiny Qwen2
             (head_dim = hidden_size / num_heads must be >= 32 for vLLM-CPU).
 
@@ -128,6 +131,7 @@ class Config:
     system_prompt: str = ""
     gradient_checkpointing: bool = False
     check_memory: bool = True
+    concurrent_jobs: int = 1
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 4
@@ -198,7 +202,7 @@ class Config:
                 f"minibatches_per_step={self.minibatches_per_step} must be >= 1 and divide "
                 f"prompts_per_step={self.prompts_per_step} (mini-batches hold whole groups)"
             )
-        for name in ("total_steps", "max_new_tokens", "eval_prompts", "eval_samples", "test_samples"):
+        for name in ("total_steps", "max_new_tokens", "eval_prompts", "eval_samples", "test_samples", "concurrent_jobs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0 or self.checkpoint_every < 1:
