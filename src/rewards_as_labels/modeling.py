@@ -279,18 +279,26 @@ def _missing_model_error(source: str, reason: str) -> ValueError:
 
 
 # ----------------------------------------------------------------------------- memory
-def free_memory_bytes(device: str) -> int:
-    """Free memory of ``device``: CUDA's free bytes, or the host's MemAvailable."""
+def device_memory(device: str) -> tuple[int, int]:
+    """``(free, total)`` bytes of ``device``: CUDA's ``mem_get_info``, or the host's MemAvailable / MemTotal."""
     if str(device).startswith("cuda"):
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free)
+        free, total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free), int(total)
+    info = {}
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
+            key, value = line.split(":", 1)
+            info[key] = int(value.split()[0]) * 1024
+    except (OSError, ValueError):
         pass
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    page = os.sysconf("SC_PAGE_SIZE")
+    free = info.get("MemAvailable", os.sysconf("SC_AVPHYS_PAGES") * page)
+    return int(free), int(info.get("MemTotal", os.sysconf("SC_PHYS_PAGES") * page))
+
+
+def free_memory_bytes(device: str) -> int:
+    """Free memory of ``device``: CUDA's free bytes, or the host's MemAvailable."""
+    return device_memory(device)[0]
 
 
 def estimate_parameters(config) -> int:
@@ -308,20 +316,50 @@ def _millions(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
 
 
-def check_fits(cfg, parameters: int, training: bool, source: str) -> None:
-    """Refuse a model whose weights (and, for training, gradients + 2 Adam moments) exceed free memory.
+def memory_budget(cfg, parameters: int, training: bool, total: int) -> dict[str, int]:
+    """Bytes one job holds on ``cfg.device`` before activations, by part.
 
-    A lower bound: activations, the KV cache and a vLLM engine come on top.
+    Training: weights, gradients and two AdamW moments (all in the weights' dtype), plus the
+    frozen reference model when the method has a KL term. With ``rollout_backend: vllm``
+    the engine's share: ``gpu_memory_utilization`` of the device's ``total`` on CUDA (vLLM
+    reserves that fraction for its weights and KV cache), its weight copy plus
+    ``vllm_kv_cache_gb`` on CPU. A lower bound: activations and logits come on top.
+
+    >>> from types import SimpleNamespace as NS
+    >>> cfg = NS(dtype="float32", device="cuda", rollout_backend="vllm", gpu_memory_utilization=0.3,
+    ...          vllm_kv_cache_gb=1, resolved_kl_coef=0.001)
+    >>> {k: v // 10**6 for k, v in memory_budget(cfg, 10**9, True, 80 * 10**9).items()}
+    {'weights': 4000, 'gradients': 4000, 'AdamW moments': 8000, 'reference model': 4000, 'vLLM engine': 24000}
     """
-    per_parameter = torch.finfo(_dtype(cfg)).bits // 8 * (4 if training else 1)
-    need, free = parameters * per_parameter, free_memory_bytes(cfg.device)
+    weights = parameters * (torch.finfo(_dtype(cfg)).bits // 8)
+    parts = {"weights": weights}
+    if training:
+        parts.update({"gradients": weights, "AdamW moments": 2 * weights})
+        if cfg.resolved_kl_coef > 0:
+            parts["reference model"] = weights
+    if cfg.rollout_backend == "vllm":
+        on_gpu = str(cfg.device).startswith("cuda")
+        parts["vLLM engine"] = int(cfg.gpu_memory_utilization * total) if on_gpu else weights + cfg.vllm_kv_cache_gb * 2**30
+    return parts
+
+
+def check_fits(cfg, parameters: int, training: bool, source: str) -> None:
+    """Refuse, before loading, a model whose jobs cannot fit the device's free memory.
+
+    Counts :func:`memory_budget` for each of ``cfg.concurrent_jobs`` jobs sharing the device
+    (``make -j``) and asks for 10% headroom.
+    """
+    free, total = device_memory(cfg.device)
+    parts = memory_budget(cfg, parameters, training, total)
+    jobs = max(int(getattr(cfg, "concurrent_jobs", 1)), 1)
+    need = sum(parts.values()) * jobs
     if need > 0.9 * free:
-        what = "weights, gradients and AdamW moments" if training else "weights"
+        detail = " + ".join(f"{k} {_size(v)}" for k, v in parts.items())
         raise ValueError(
-            f"model {source!r} has about {_millions(parameters)} parameters: its {what} in "
-            f"{_dtype(cfg)} alone need about {_size(need)}, but {cfg.device} has {_size(free)} free. "
-            f"Use a smaller model, a larger device (device: cuda), "
-            f"or set check_memory: false to try anyway"
+            f"model {source!r} has about {_millions(parameters)} parameters in {_dtype(cfg)}: "
+            f"{jobs} job(s) x ({detail}) need about {_size(need)}, but {cfg.device} has {_size(free)} free. "
+            f"Use a smaller model, fewer concurrent jobs (JOBS=1 / concurrent_jobs: 1), a lower "
+            f"gpu_memory_utilization, a larger device, or set check_memory: false to try anyway"
         )
 
 

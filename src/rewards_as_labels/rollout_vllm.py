@@ -62,6 +62,21 @@ Choices and deviations (against ``HFGenerateBackend``, whose batch layout this o
    that step's sampled token and rewinds the request's seeded generator with ``set_offset``,
    which a CPU generator does not support ("CPU Generator does not use offset", vLLM 0.32).
    Off, the scheduler only admits whole prompts and leaves the rest for the next step.
+9) The engine's context (``max_model_len``) is derived, not fixed: the longest prompt the
+   caller will send (``prompts`` of :func:`~rewards_as_labels.rollout.make_backend`: the
+   training and validation prompts for a run, the benchmark prompts for an evaluation)
+   plus ``max_new_tokens``, refused up front when it exceeds the model's own context
+   (:func:`engine_max_model_len`). vLLM would otherwise stop a response at
+   ``max_model_len`` minus its prompt without a word (seen: 2041 and 2044 tokens with a
+   4096 budget under a fixed 2048), and the cut response would score 0 as truncated. A
+   request that does not fit is a ``ValueError`` before anything is sampled.
+10) Each sync is checked: after the reload the engine's copies of the RMSNorm weights
+   (named alike in HF and vLLM, updated by every step) are read back and compared with the
+   trainer's, rounded to the engine's dtype (``last_sync_max_abs_diff``, logged as
+   ``rollout/sync_max_abs_diff``; 0 when the sync landed). The log-prob gap alone cannot
+   tell a missed sync of a bfloat16 engine from a landed one when the step's updates are
+   below bfloat16's resolution (2^-8 relative): both leave the engine's weights unchanged.
+   This check compares the weights themselves, so it is exact in every dtype.
 """
 
 from __future__ import annotations
@@ -76,7 +91,53 @@ import torch
 from .modeling import _dtype, autocast_dtype
 from .rollout import RolloutBatch, _eos_ids, encode_repeated, finish_batch
 
-MAX_MODEL_LEN = 2048  # cap on prompt + response tokens; our prompts are a few dozen tokens
+NORM_SUFFIX = "norm.weight"  # RMSNorm weights: one tensor each, the same name in HF and vLLM
+
+
+def engine_max_model_len(longest_prompt: int, max_new_tokens: int, context: int | None) -> int:
+    """Tokens the engine must hold per sequence: the longest prompt plus the response budget (9).
+
+    >>> engine_max_model_len(120, 4096, 131072)
+    4216
+    >>> engine_max_model_len(120, 4096, 4096)
+    Traceback (most recent call last):
+    ...
+    ValueError: prompts of up to 120 tokens + max_new_tokens=4096 need a context of 4216 tokens, but the model's is 4096; lower max_new_tokens to at most 3976 (or shorten the prompts)
+    """
+    need = int(longest_prompt) + int(max_new_tokens)
+    if context is not None and need > context:
+        raise ValueError(
+            f"prompts of up to {longest_prompt} tokens + max_new_tokens={max_new_tokens} need a context of "
+            f"{need} tokens, but the model's is {context}; lower max_new_tokens to at most "
+            f"{context - longest_prompt} (or shorten the prompts)"
+        )
+    return need
+
+
+def engine_settings(cfg, *, longest_prompt: int, context: int | None) -> dict:
+    """Keyword arguments of ``vllm.LLM`` for ``cfg`` (all but the model folder); see 1), 4), 8), 9)."""
+    return dict(
+        skip_tokenizer_init=True,
+        # the trainer's compute dtype: float32 on CPU; bfloat16 for dtype: auto on CUDA
+        dtype=str(autocast_dtype(cfg) or _dtype(cfg)).removeprefix("torch."),
+        seed=cfg.seed,
+        max_model_len=engine_max_model_len(longest_prompt, cfg.max_new_tokens, context),
+        enforce_eager=True,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        generation_config="vllm",
+        logprobs_mode="processed_logprobs",
+        enable_chunked_prefill=False,  # (8): a seeded request must never be prefilled in parts
+    )
+
+
+def longest_prompt_tokens(tokenizer, prompts: list[str]) -> int:
+    """Token count of the longest of ``prompts`` as the backends encode them (no padding)."""
+    from .modeling import has_chat_template
+
+    if not prompts:
+        return 0
+    ids = tokenizer(list(prompts), add_special_tokens=not has_chat_template(tokenizer)).input_ids
+    return max(len(row) for row in ids)
 
 
 def import_vllm():
@@ -134,45 +195,41 @@ class VLLMBackend:
     ``last_sync_s`` holds the duration of the latest sync.
     """
 
-    def __init__(self, model, tokenizer, cfg):
+    def __init__(self, model, tokenizer, cfg, prompts: list[str] | None = None):
         vllm = import_vllm()
         self.tokenizer = tokenizer
         self.eos_ids = _eos_ids(model, tokenizer)
         self.top_k_off = vllm.SamplingParams().top_k  # 0 in vLLM 0.32; -1 in older versions
         self.last_sync_s = 0.0
+        self.last_sync_max_abs_diff = 0.0
         folder, self._tmp = _engine_folder(model, tokenizer)
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.vllm_kv_cache_gb)
-        max_len = min(getattr(model.config, "max_position_embeddings", MAX_MODEL_LEN), MAX_MODEL_LEN)
-        # the trainer's compute dtype: float32 on CPU; bfloat16 for dtype: auto on CUDA
-        dtype = str(autocast_dtype(cfg) or _dtype(cfg)).removeprefix("torch.")
+        context = getattr(model.config, "max_position_embeddings", None)
+        # without the caller's prompts: room for the longest the model's context allows (9)
+        longest = longest_prompt_tokens(tokenizer, prompts) if prompts is not None else (context or 0) - cfg.max_new_tokens
+        settings = engine_settings(cfg, longest_prompt=max(longest, 1), context=context)
+        self.max_model_len = settings["max_model_len"]
         set_num_threads = torch.set_num_threads
-        self.llm = vllm.LLM(
-            model=folder,
-            skip_tokenizer_init=True,
-            dtype=dtype,
-            seed=cfg.seed,
-            max_model_len=max_len,
-            enforce_eager=True,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            generation_config="vllm",
-            logprobs_mode="processed_logprobs",
-            enable_chunked_prefill=False,  # (8): a seeded request must never be prefilled in parts
-        )
+        self.llm = vllm.LLM(model=folder, **settings)
         torch.set_num_threads = set_num_threads  # undo the CPU worker's no-op patch (6)
         torch.set_num_threads(cfg.num_threads)
         from vllm.inputs import TokensPrompt
 
         self._sampling_params = vllm.SamplingParams
         self._tokens_prompt = TokensPrompt
+        self._engine_dtype = getattr(torch, settings["dtype"])
+        self._probes = [name for name, _ in model.named_parameters() if name.endswith(NORM_SUFFIX)][:8]
         self.device = model.device
 
     # ------------------------------------------------------------------ weights
     @torch.no_grad()
     def sync_weights(self, model) -> None:
-        """Copy ``model``'s parameters into the engine in place (HF names, checkpoint format)."""
+        """Copy ``model``'s parameters into the engine in place (HF names, checkpoint format), then
+        check that they landed (10): ``last_sync_max_abs_diff``."""
         t0 = time.perf_counter()
-        # tied weights appear once in named_parameters; vLLM ties lm_head itself
-        weights = [(name, p.detach()) for name, p in model.named_parameters()]
+        # tied weights appear once in named_parameters; vLLM ties lm_head itself. Sent in the engine's
+        # dtype: an fp32 trainer's weights for a bf16 engine are rounded here, once, not per tensor in vLLM
+        weights = [(name, p.detach().to(self._engine_dtype)) for name, p in model.named_parameters()]
         try:
             self.llm.collective_rpc(
                 "reload_weights", kwargs={"weights_iterator": iter(weights), "is_checkpoint_format": True}
@@ -184,6 +241,24 @@ class VLLMBackend:
         self.llm.apply_model(reprocess_tied_layers)
         self.llm.reset_prefix_cache()
         self.last_sync_s = time.perf_counter() - t0
+        self.last_sync_max_abs_diff = self.engine_weight_gap(model)
+
+    @torch.no_grad()
+    def engine_weight_gap(self, model) -> float:
+        """Largest gap between the engine's RMSNorm weights and ``model``'s rounded to the engine's
+        dtype (10); 0.0 when they agree or the model has no such weights."""
+        names = set(self._probes)
+        if not names:
+            return 0.0
+        (engine,) = self.llm.apply_model(
+            lambda m: {n: p.detach().float().cpu() for n, p in m.named_parameters() if n in names}
+        )
+        ours = dict(model.named_parameters())
+        gaps = [(engine[n] - ours[n].detach().to(self._engine_dtype).float().cpu()).abs().max().item()
+                for n in names if n in engine]
+        if not gaps:  # the engine names them otherwise: say so rather than report a false 0
+            raise RuntimeError(f"the vLLM engine has none of the weights {sorted(names)} to check a sync against")
+        return max(gaps)
 
     # ----------------------------------------------------------------- sampling
     def generate(
@@ -204,6 +279,13 @@ class VLLMBackend:
             self._tokens_prompt(prompt_token_ids=ids[keep.bool()].tolist())
             for ids, keep in zip(enc_ids, enc_mask)
         ]
+        longest = max(len(r["prompt_token_ids"]) for r in requests)
+        if longest + max_new_tokens > self.max_model_len:  # (9): refuse, never cut a response silently
+            raise ValueError(
+                f"a prompt of {longest} tokens + max_new_tokens={max_new_tokens} does not fit the vLLM engine's "
+                f"max_model_len={self.max_model_len}; build the backend with every prompt it will sample "
+                f"(make_backend(cfg, model, tokenizer, prompts=...)) or lower max_new_tokens"
+            )
         greedy = temperature == 0
         common = dict(
             max_tokens=max_new_tokens, logprobs=0, stop_token_ids=self.eos_ids, detokenize=False,

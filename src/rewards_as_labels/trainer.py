@@ -149,7 +149,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     atomic_write_json(run_dir / "versions.json", package_versions())
     train_set = load_split(cfg, "train")
     val_set = load_split(cfg, "validation")[: cfg.eval_prompts]
-    backend = make_backend(cfg, model, tokenizer)
+    # every prompt the backend will sample: vLLM sizes its engine's context from the longest
+    backend = make_backend(cfg, model, tokenizer, prompts=[format_prompt(tokenizer, p, cfg) for p in train_set + val_set])
     metrics = JsonlWriter(run_dir / "metrics.jsonl", start_step)
     weight_samples = JsonlWriter(run_dir / "weight_samples.jsonl", start_step)
 
@@ -207,6 +208,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                     sums.setdefault(k, []).append(v)
         with _timed(times, "sync"):
             backend.sync_weights(model)  # a no-op for HF; vLLM reloads the weights in place
+        if hasattr(backend, "last_sync_max_abs_diff"):  # vLLM: the synced weights read back (0 = landed)
+            row["rollout/sync_max_abs_diff"] = backend.last_sync_max_abs_diff
         for k, v in sums.items():
             row[k] = max(v) if k.endswith("_max") else float(np.mean(v))
         row["train/lr"] = scheduler.get_last_lr()[0]

@@ -35,6 +35,9 @@ Choices and deviations:
    :func:`record_base` only evaluates it on the validation split and writes
    ``metrics.json`` (``base_model`` names it); no model folder is written, and RL loads
    ``model`` directly.
+6) Both evaluate through the profile's rollout backend (``rollout_backend``: HF ``generate``
+   or vLLM), the sampler the RL runs and ``make evaluate`` use, so base and trained models
+   are measured the same way.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ from tqdm.auto import tqdm
 
 from .evaluation import evaluate_policy
 from .io import atomic_directory, atomic_write_json, package_versions
-from .modeling import build_tiny_model, build_tokenizer, count_parameters, load_policy
+from .modeling import build_tiny_model, build_tokenizer, count_parameters, format_prompt, load_policy
+from .rollout import make_backend
 from .task import load_split
 
 WARMSTART_BETAS = (0.9, 0.98)
@@ -142,7 +146,7 @@ def warmstart(cfg, force: bool = False) -> Path:
     start = time.perf_counter()
     result = evaluate_policy(
         model, tokenizer, validation, samples=8, temperature=1.0,
-        max_new_tokens=cfg.max_new_tokens, seed=cfg.data_seed,
+        max_new_tokens=cfg.max_new_tokens, seed=cfg.data_seed, backend=_backend(cfg, model, tokenizer, validation),
     )
     eval_seconds = time.perf_counter() - start
     summary = {k: result[k] for k in ("pass@1", "pass@8", "greedy")}
@@ -166,6 +170,12 @@ def warmstart(cfg, force: bool = False) -> Path:
     return model_dir
 
 
+def _backend(cfg, model, tokenizer, problems):
+    """The run's rollout backend (``cfg.rollout_backend``), so that the base model is sampled the
+    way the trained ones will be (deviation 6)."""
+    return make_backend(cfg, model, tokenizer, prompts=[format_prompt(tokenizer, p, cfg) for p in problems])
+
+
 def record_base(cfg, force: bool = False) -> Path:
     """The warm start of a pretrained ``cfg.model``: no training, only its validation numbers.
 
@@ -183,6 +193,7 @@ def record_base(cfg, force: bool = False) -> Path:
     result = evaluate_policy(
         model, tokenizer, validation, samples=cfg.eval_samples, temperature=cfg.eval_temperature,
         max_new_tokens=cfg.max_new_tokens, seed=cfg.data_seed, cfg=cfg,
+        backend=_backend(cfg, model, tokenizer, validation),
     )
     k = cfg.eval_samples
     atomic_write_json(path, {
