@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from .evaluation import evaluate_policy
 from .io import atomic_directory, atomic_write_json, package_versions
 from .modeling import build_tiny_model, build_tokenizer, count_parameters, load_policy
-from .task import load_split
+from .data import load_split
 
 WARMSTART_BETAS = (0.9, 0.98)
 WARMSTART_CLIP = 1.0
@@ -60,7 +60,7 @@ def encode_supervised(tokenizer, problems) -> tuple[torch.Tensor, torch.Tensor, 
     """Right-padded ``prompt + answer + EOS`` with labels on the answer and EOS only.
 
     >>> from rewards_as_labels.modeling import build_tokenizer
-    >>> from rewards_as_labels.task import Problem
+    >>> from rewards_as_labels.data import Problem
     >>> ids, mask, labels = encode_supervised(build_tokenizer(), [Problem("x", "1+2", "1+2=", "3", 1)])
     >>> ids.shape, labels.tolist()
     (torch.Size([1, 6]), [[-100, -100, -100, -100, 6, 1]])
