@@ -77,12 +77,13 @@ def test_verl_number_and_string_ground_truths(tmp_path):
 def test_flat_jsonl_problem_answer(tmp_path):
     path = tmp_path / "mine.jsonl"
     rows = [{"problem": "What is 2+2?", "answer": "$4$"}, {"problem": "Half of 1?", "answer": "\\frac{1}{2}"},
-            {"problem": "What is 2+2?", "answer": "4"}, {"problem": "Broken?", "answer": "+="}]
+            {"problem": "What is 2+2?", "answer": "4"}, {"problem": "Broken?", "answer": "+="},
+            {"problem": "Broken?", "answer": "5"}]  # a repeat of a dropped problem is no duplicate
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = _cfg(tmp_path, eval_sets=[str(path)])
     folder = D.prepare(cfg, str(path))
     problems = D.load_benchmark(cfg, str(path))
-    assert [(p.question, p.answer) for p in problems] == [("What is 2+2?", "4"), ("Half of 1?", "\\frac{1}{2}")]
+    assert [(p.question, p.answer) for p in problems] == [("What is 2+2?", "4"), ("Half of 1?", "\\frac{1}{2}"), ("Broken?", "5")]
     assert problems[0].prompt == f"What is 2+2?\n\n{INSTRUCTION}"  # a bare question gets our instruction
     manifest = _manifest(folder)
     assert manifest["layout"] == "flat problem/answer"

@@ -4,7 +4,7 @@ A spec (a registry entry, or one built for your file by ``local_files.py``) says
 fields to read. Per row, in order:
 
     question <- field ``spec.question`` (chat messages: the user message), ``spec.strip``
-                regexes removed; empty -> dropped ``no_question``; a question seen
+                regexes removed; empty -> dropped ``no_question``; a question kept
                 before -> dropped ``duplicate`` (DAPO-Math-17k repeats each about 100 times)
     golds    <- field ``spec.answer`` read by ``spec.answer_format`` (:func:`gold_texts`);
                 a list holds ``alternatives`` or the ``parts`` of one answer (``spec.gold_list``);
@@ -147,7 +147,7 @@ def rows_to_problems(spec: DatasetSpec, rows: list[Mapping], split: str, fix: st
     listed: list[dict] = []
     dropped_alternatives: list[dict] = []
     verdicts: dict[str, str | None] = {}  # each distinct gold is checked once
-    first_id: dict[str, str] = {}  # question -> id of the row that kept it
+    first_id: dict[str, str] = {}  # question -> id of the kept problem that asks it
     other_messages = 0
 
     def drop(pid: str, reason: str, gold: Any, why: str) -> None:
@@ -171,7 +171,6 @@ def rows_to_problems(spec: DatasetSpec, rows: list[Mapping], split: str, fix: st
         if question in first_id:
             drop(pid, "duplicate", gold, f"same question as {first_id[question]}")
             continue
-        first_id[question] = pid
         if not texts:
             drop(pid, "no_answer", str(raw_answer)[:200], f"no {spec.answer_format} answer in field {spec.answer!r}")
             continue
@@ -180,7 +179,8 @@ def rows_to_problems(spec: DatasetSpec, rows: list[Mapping], split: str, fix: st
                 verdicts[text] = unusable_gold(text)
         usable = [t for t in texts if verdicts[t] is None]
         if not usable:
-            drop(pid, "unusable_gold", gold, "; ".join(f"{t}: {verdicts[t]}" for t in texts) if len(texts) > 1 else verdicts[texts[0]])
+            why = verdicts[texts[0]] if len(texts) == 1 else "; ".join(f"{t}: {verdicts[t]}" for t in texts)
+            drop(pid, "unusable_gold", gold, why)
             continue
         dropped_alternatives += [{"id": pid, "gold": t, "why": verdicts[t]} for t in texts if verdicts[t] is not None]
         if spec.prompt:
@@ -188,6 +188,7 @@ def rows_to_problems(spec: DatasetSpec, rows: list[Mapping], split: str, fix: st
         else:
             prompt = f"{question}\n\n{INSTRUCTION}"
         other_messages += had_others
+        first_id[question] = pid
         problems.append(
             Problem(
                 id=pid,
