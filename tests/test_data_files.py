@@ -122,6 +122,18 @@ def test_explicit_mapping_from_the_config(tmp_path):
     assert D.load_benchmark(alternatives, str(path))[0].answer == ("1", "1.0")
 
 
+def test_a_mapping_can_replace_a_verl_files_prompt_with_ours(tmp_path):
+    """The verl prompt is used as given by default; a mapping whose fields the file has comes first."""
+    path = tmp_path / "aime24.parquet"
+    frame = _verl("aime24", ["1"])
+    frame["extra_info"] = [{"index": 0, "question": "Bare question?"}]
+    frame.to_parquet(path)
+    cfg = _cfg(tmp_path, eval_sets=[str(path)],
+               data_fields={"question": "extra_info.question", "answer": "reward_model.ground_truth"})
+    D.prepare(cfg, str(path))
+    assert D.load_benchmark(cfg, str(path))[0].prompt == f"Bare question?\n\n{INSTRUCTION}"
+
+
 def test_bad_data_fields_are_refused_with_the_keys(tmp_path):
     with pytest.raises(ValueError, match="unknown keys \\['questoin'\\], missing keys \\['question'\\].*keys: question"):
         _cfg(tmp_path, data_fields={"questoin": "q", "answer": "a"})
