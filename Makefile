@@ -29,8 +29,9 @@ endif
 JOBS    ?= $(or $(call profile_value,concurrent_jobs),1)
 MAKEFLAGS += -j$(JOBS)
 # one-parameter changes of a profile: MODEL=<hub id | folder | pypi:<package>>, DATA=<training set>,
-# EVAL=<benchmark,benchmark,...> (names: src/rewards_as_labels/data_registry.py). Runs with another
-# MODEL or DATA go to runs/<profile>+<model>+<data>, apart from the profile's own runs.
+# EVAL=<benchmark,benchmark,...>: registry names (src/rewards_as_labels/data_registry.py) or your own
+# .parquet/.jsonl/.json/.csv files or folders of them. Runs with another MODEL or DATA go to
+# runs/<profile>+<model>+<data> (a file by its stem), apart from the profile's own runs.
 MODEL   ?=
 DATA    ?=
 EVAL    ?=
@@ -53,13 +54,19 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-$(ACCEL)
 VLLM_STAMP := $(VENV)/.vllm-$(ACCEL)
 comma := ,
-TAG   := $(if $(MODEL),+$(subst :,-,$(notdir $(MODEL))))$(if $(DATA),+$(DATA))
+space := $(subst ,, )
+# a data set's name: a registry name as it is, a file or folder by its stem (the rule of data.data_name)
+dname  = $(patsubst %.parquet,%,$(patsubst %.jsonl,%,$(patsubst %.json,%,$(patsubst %.csv,%,$(notdir $(patsubst %/,%,$(1)))))))
+EVALS := $(subst $(comma), ,$(EVAL))
+# your own files in DATA / EVAL (a folder: the data files in it), so that an edited file reruns make data
+DATA_FILES := $(foreach f,$(DATA) $(EVALS),$(if $(wildcard $(f)/.),$(wildcard $(addprefix $(f)/*.,parquet jsonl json csv)),$(wildcard $(f))))
+TAG   := $(if $(MODEL),+$(subst :,-,$(notdir $(MODEL))))$(if $(DATA),+$(call dname,$(DATA)))
 RUN   := runs/$(PROFILE)$(TAG)
 # the same overrides for the CLI (--field value) and for the notebooks (-p overrides {...})
 CLIOV := $(if $(MODEL),--model "$(MODEL)") $(if $(DATA),--task $(DATA)) $(if $(EVAL),--eval_sets $(EVAL)) $(if $(TAG),--run_root $(RUN))
-OVMAP := $(if $(MODEL),"model": "$(MODEL)"$(comma))$(if $(DATA),"task": "$(DATA)"$(comma))$(if $(EVAL),"eval_sets": [$(EVAL)]$(comma))$(if $(TAG),"run_root": "$(RUN)"$(comma))
+OVMAP := $(if $(MODEL),"model": "$(MODEL)"$(comma))$(if $(DATA),"task": "$(DATA)"$(comma))$(if $(EVAL),"eval_sets": [$(subst $(space),$(comma),$(foreach e,$(EVALS),"$(e)"))]$(comma))$(if $(TAG),"run_root": "$(RUN)"$(comma))
 NBOV  := $(if $(OVMAP),-p overrides '{$(OVMAP)}')
-DATA_STAMP := $(RUN)/stamps/data$(if $(EVAL),-$(subst $(comma),-,$(EVAL)))
+DATA_STAMP := $(RUN)/stamps/data$(if $(EVAL),-$(subst $(space),-,$(foreach e,$(EVALS),$(call dname,$(e)))))
 WARM  := $(RUN)/warmstart/metrics.json
 NB    := $(PY) -m rewards_as_labels.notebook
 CLI   := $(PY) -m rewards_as_labels
@@ -88,7 +95,7 @@ help:
 	@echo "make lock ACCEL=cpu|cuda  rewrite requirements/lock-<ACCEL>.txt from a fresh resolution"
 	@echo "make gpu-check            a 5-minute report of the GPU path (needs a CUDA GPU)"
 	@echo "variables: PROFILE=$(PROFILE) METHODS='$(METHODS)' SEEDS='$(SEEDS)' JOBS=$(JOBS) ACCEL=$(ACCEL)"
-	@echo "           MODEL=<hub id|folder|pypi:pkg> DATA=<training set> EVAL=<benchmarks>  e.g."
+	@echo "           MODEL=<hub id|folder|pypi:pkg> DATA=<training set|file> EVAL=<benchmarks|files>  e.g."
 	@echo "           make reproduce PROFILE=paper_small MODEL=Qwen/Qwen2.5-Math-1.5B  (GPU);  PROFILE=smollm2 (CPU)"
 
 # ----------------------------------------------------------------------------- environment
@@ -139,9 +146,10 @@ $(RUN)/notebooks/02_autograd_verification.ipynb: notebooks/02_autograd_verificat
 	$(NB) $< $@ -p out_dir $(RUN)
 
 # ----------------------------------------------------------------------------- data and base policy
-# the task's splits (generated, or hub data cached under data/cache: needs the hub once) + EVAL's benchmarks
+# the task's splits (generated, hub data or your own files, cached under data/cache) + EVAL's benchmarks
 data: $(DATA_STAMP)
-$(DATA_STAMP): src/rewards_as_labels/task.py src/rewards_as_labels/data_registry.py $(PROFILE_YAML) | $(STAMP)
+DATA_SRC := $(addprefix src/rewards_as_labels/,data.py arithmetic.py data_registry.py conversion.py local_files.py problems.py verifier.py)
+$(DATA_STAMP): $(DATA_SRC) $(DATA_FILES) $(PROFILE_YAML) | $(STAMP)
 	$(call stage,data)
 	$(CLI) data --profile $(PROFILE) $(CLIOV)
 	@mkdir -p $(@D) && touch $@

@@ -131,7 +131,7 @@ def install(p: Platform, python: str, stage: str, torch_index: str | None) -> in
             if probe_index(index):
                 extra = ["--extra-index-url", index]
             else:
-                print(f"pins: {index} did not answer within 5 s; installing {p.torch} from the configured "
+                print(f"pins: {index} could not be reached (one probe, 5 s at most); installing {p.torch} from the configured "
                       f"indexes only (a local wheel cache may hold it)", flush=True)
         if run(pip + [p.torch, *lock, *extra]).returncode:
             where = f" It is served by {index}: make that reachable, or pass TORCH_INDEX=<a mirror of it>." if index else ""

@@ -8,10 +8,11 @@ import time
 import pandas as pd
 import pytest
 
+from rewards_as_labels import data as D
 from rewards_as_labels import data_registry as R
 from rewards_as_labels.config import load_config
 from rewards_as_labels.data_registry import BENCHMARKS, INSTRUCTION, TRAINING_SETS
-from rewards_as_labels.task import load_split as task_load_split
+from rewards_as_labels.problems import read_problems
 
 DAPO_HEAD = (
     "Solve the following math problem step by step. The last line of your response should be of the form "
@@ -93,13 +94,18 @@ def _cfg(tmp_path, **overrides):
     return load_config(profile="smoke", overrides={"data_dir": str(tmp_path / "data"), **overrides})
 
 
+def _cached(cfg, name: str, hub_split: str):
+    """The Problems cached for one hub split (our splits of a training set are carved from these)."""
+    return read_problems(D.cache_dir(cfg, name) / f"{hub_split}.jsonl", fix="")
+
+
 @pytest.mark.parametrize("name", [*TRAINING_SETS, *BENCHMARKS])
 def test_every_registry_entry_converts_its_hub_schema(tmp_path, name):
     cfg = _cfg(tmp_path)
-    folder = R.prepare(cfg, name, data_files=_write(tmp_path, name))
+    folder = D.prepare(cfg, name, data_files=_write(tmp_path, name))
     assert folder == tmp_path / "data" / "cache" / name and (folder / "manifest.json").is_file()
     spec = R.spec_of(name)
-    problems = R._read_cached(cfg, name, spec.splits["test" if spec.kind == "benchmark" else "train"])
+    problems = _cached(cfg, name, spec.splits["test" if spec.kind == "benchmark" else "train"])
     first = problems[0]
     assert first.question.startswith("Problem ") and first.question.endswith("+ 1?")  # DAPO's instruction is gone
     assert first.prompt == f"{first.question}\n\n{INSTRUCTION}"
@@ -111,60 +117,69 @@ def test_every_registry_entry_converts_its_hub_schema(tmp_path, name):
 def test_answer_formats_and_drops_are_counted(tmp_path):
     cfg = _cfg(tmp_path)
     for name in ("gsm8k", "math", "deepscaler", "dapo17k", "olympiadbench", "minerva", "math500"):
-        R.prepare(cfg, name, data_files=_write(tmp_path, name))
-    answers = {name: {p.question: p.answer for p in R._read_cached(cfg, name, next(iter(R.spec_of(name).splits.values())))}
+        D.prepare(cfg, name, data_files=_write(tmp_path, name))
+    answers = {name: {p.question: p.answer for p in _cached(cfg, name, next(iter(R.spec_of(name).splits.values())))}
                for name in ("gsm8k", "math", "deepscaler", "olympiadbench", "minerva", "math500")}
     assert answers["gsm8k"]["Big one?"] == "1234"  # text after ####, thousands comma dropped
     assert answers["math"]["Half?"] == "\\frac{1}{2}"  # last \boxed{} of the solution
     assert answers["deepscaler"]["Set?"] == "\\{1,2\\}"
-    assert answers["olympiadbench"]["Both roots?"] == "2, 3"  # list, $ stripped
+    assert answers["olympiadbench"]["Both roots?"] == "2, 3"  # a list of parts of one answer, $ stripped
     assert answers["minerva"]["Percent?"] == "50\\%" and answers["math500"]["Interval?"] == "(0,1]"
-    level = {p.question: p.level for p in R._read_cached(cfg, "math", "train")}
+    level = {p.question: p.level for p in _cached(cfg, "math", "train")}
     assert level["Problem 0: what is 0 + 1?"] == 1 and level["Half?"] == 0  # "Level ?" -> 0
 
+    def report(name):
+        return json.loads((D.cache_dir(cfg, name) / "manifest.json").read_text())["splits"]["train"]
+
     def dropped(name):
-        return json.loads((R.cache_dir(cfg, name) / "manifest.json").read_text())["splits"]["train"]["dropped"]
+        return report(name)["dropped"]
 
     assert dropped("gsm8k")["no_answer"] == 1
     assert dropped("math")["no_answer"] == 1
-    assert dropped("deepscaler") == {"no_question": 0, "no_answer": 0, "unparsable_gold": 1, "duplicate": 1}
-    assert dropped("dapo17k")["duplicate"] == 6 and len(R._read_cached(cfg, "dapo17k", "train")) == 6
+    assert dropped("deepscaler") == {"no_question": 0, "no_answer": 0, "unusable_gold": 1, "duplicate": 1}
+    assert dropped("dapo17k")["duplicate"] == 6 and len(_cached(cfg, "dapo17k", "train")) == 6
     assert "Broken gold?" not in answers["deepscaler"]  # never scored, not even 0
+    # each drop is listed with its id, gold and why
+    assert report("deepscaler")["dropped_problems"] == [
+        {"id": "deepscaler-train-00012", "reason": "duplicate", "gold": "1", "why": "same question as deepscaler-train-00000"},
+        {"id": "deepscaler-train-00013", "reason": "unusable_gold", "gold": "+=", "why": "unparsable"},
+    ]
+    assert report("deepscaler")["kept"] == 13 and report("deepscaler")["rows"] == 15
 
 
 def test_jsonl_fixture_goes_through_the_same_path(tmp_path):
     cfg = _cfg(tmp_path)
-    R.prepare(cfg, "gsm8k", data_files=_write(tmp_path, "gsm8k", fmt="json"))
-    assert len(R._read_cached(cfg, "gsm8k", "train")) == 13
+    D.prepare(cfg, "gsm8k", data_files=_write(tmp_path, "gsm8k", fmt="json"))
+    assert len(_cached(cfg, "gsm8k", "train")) == 13
 
 
 def test_our_splits_of_a_training_set(tmp_path):
     # deepscaler has only a train split: validation and test are held out of it
     cfg = _cfg(tmp_path, task="deepscaler", n_validation=2, n_test=1, n_train=0)
-    R.prepare(cfg, "deepscaler", data_files=_write(tmp_path, "deepscaler"))
-    splits = {s: task_load_split(cfg, s) for s in ("train", "validation", "test")}  # task.load_split dispatches
+    D.prepare(cfg, "deepscaler", data_files=_write(tmp_path, "deepscaler"))
+    splits = {s: D.load_split(cfg, s) for s in ("train", "validation", "test")}
     assert {s: len(v) for s, v in splits.items()} == {"train": 11, "validation": 1, "test": 1}  # 13 kept; <= 1/10 held out
     ids = [p.id for v in splits.values() for p in v]
     assert len(ids) == len(set(ids)) == 13
-    assert [p.id for p in task_load_split(cfg, "validation")] == [p.id for p in splits["validation"]]  # deterministic
+    assert [p.id for p in D.load_split(cfg, "validation")] == [p.id for p in splits["validation"]]  # deterministic
     capped = _cfg(tmp_path, task="deepscaler", n_validation=2, n_test=1, n_train=4)
-    assert len(task_load_split(capped, "train")) == 4
+    assert len(D.load_split(capped, "train")) == 4
     # gsm8k has a test split of its own
     cfg = _cfg(tmp_path, task="gsm8k")
-    R.prepare(cfg, "gsm8k", data_files=_write(tmp_path, "gsm8k"))
-    assert all(p.id.startswith("gsm8k-test-") for p in task_load_split(cfg, "test"))
-    assert not {p.id for p in task_load_split(cfg, "test")} & {p.id for p in task_load_split(cfg, "train")}
+    D.prepare(cfg, "gsm8k", data_files=_write(tmp_path, "gsm8k"))
+    assert all(p.id.startswith("gsm8k-test-") for p in D.load_split(cfg, "test"))
+    assert not {p.id for p in D.load_split(cfg, "test")} & {p.id for p in D.load_split(cfg, "train")}
 
 
 def test_evaluation_sets(tmp_path):
     cfg = _cfg(tmp_path, eval_sets=["aime24", "amc23"])
     for name in cfg.eval_sets:
-        R.prepare(cfg, name, data_files=_write(tmp_path, name))
-    sets = R.evaluation_sets(cfg)
+        D.prepare(cfg, name, data_files=_write(tmp_path, name))
+    sets = D.evaluation_sets(cfg)
     assert list(sets) == ["aime24", "amc23"] and len(sets["aime24"]) == 6
     with pytest.raises(ValueError, match="training set, not a benchmark"):
-        R.load_benchmark(cfg, "gsm8k")
-    with pytest.raises(ValueError, match="unknown task 'aime24'; training sets: arithmetic, deepscaler"):
+        D.load_benchmark(cfg, "gsm8k")
+    with pytest.raises(ValueError, match="unknown task 'aime24'; training sets: arithmetic, deepscaler.*put it in eval_sets"):
         _cfg(tmp_path, task="aime24")  # a benchmark is no training set: refused with the config
     with pytest.raises(ValueError, match=r"unknown benchmark\(s\) \['gsm8k'\]"):
         _cfg(tmp_path, eval_sets=["gsm8k"])
@@ -173,9 +188,9 @@ def test_evaluation_sets(tmp_path):
 def test_missing_cache_fails_fast_and_names_make_data(tmp_path):
     start = time.perf_counter()
     with pytest.raises(ValueError, match=r"make data PROFILE=smoke DATA=gsm8k"):
-        task_load_split(_cfg(tmp_path, task="gsm8k"), "train")
+        D.load_split(_cfg(tmp_path, task="gsm8k"), "train")
     with pytest.raises(ValueError, match=r"make data PROFILE=smoke EVAL=aime24"):
-        R.evaluation_sets(_cfg(tmp_path, eval_sets=["aime24"]))
+        D.evaluation_sets(_cfg(tmp_path, eval_sets=["aime24"]))
     assert time.perf_counter() - start < 2
 
 
@@ -183,7 +198,7 @@ def test_offline_prepare_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()
     with pytest.raises(ValueError, match=r"HF_HUB_OFFLINE=1 is set.*make data PROFILE=smoke DATA=deepscaler"):
-        R.prepare(_cfg(tmp_path), "deepscaler")
+        D.prepare(_cfg(tmp_path), "deepscaler")
     assert time.perf_counter() - start < 2
 
 
@@ -195,22 +210,22 @@ def test_hub_path_uses_the_same_conversion(tmp_path, monkeypatch):
         calls.append(source)
         return _rows("math", source[0][1]["split"])
 
-    monkeypatch.setattr(R, "fetch_rows", fake_fetch)
+    monkeypatch.setattr(D, "fetch_rows", fake_fetch)
     monkeypatch.setattr("rewards_as_labels.hub.offline_reason", lambda: None)
     cfg = _cfg(tmp_path)
-    R.prepare(cfg, "math")
+    D.prepare(cfg, "math")
     assert calls[0] == [("EleutherAI/hendrycks_math", {"name": c, "split": "train"}) for c in R.MATH_SUBJECTS]
-    assert json.loads((R.cache_dir(cfg, "math") / "manifest.json").read_text())["source"] == "hub"
-    assert R.prepare(cfg, "math") and len(calls) == 2  # cached: no second download
+    assert json.loads((D.cache_dir(cfg, "math") / "manifest.json").read_text())["source"] == "hub"
+    assert D.prepare(cfg, "math") and len(calls) == 2  # cached: no second download
 
 
 def test_stale_cache_and_unknown_names(tmp_path):
     cfg = _cfg(tmp_path, eval_sets=["minerva"])
-    folder = R.prepare(cfg, "minerva", data_files=_write(tmp_path, "minerva"))
+    folder = D.prepare(cfg, "minerva", data_files=_write(tmp_path, "minerva"))
     manifest = json.loads((folder / "manifest.json").read_text())
     (folder / "manifest.json").write_text(json.dumps({**manifest, "fingerprint": "old"}))
-    with pytest.raises(ValueError, match="stale cache"):
-        R.load_benchmark(cfg, "minerva")
+    with pytest.raises(ValueError, match="stale cache.*another registry version.*make data PROFILE=smoke EVAL=minerva"):
+        D.load_benchmark(cfg, "minerva")
     with pytest.raises(ValueError, match="unknown data set 'gsm9k'.*training sets: arithmetic, deepscaler"):
         R.spec_of("gsm9k")
 
@@ -221,14 +236,14 @@ def test_evaluate_notebook_on_benchmarks(tmp_path, monkeypatch):
     from pathlib import Path
 
     from rewards_as_labels.notebook import run_notebook
-    from rewards_as_labels.task import write_splits
+    from rewards_as_labels.arithmetic import write_splits
     from rewards_as_labels.warmstart import warmstart
 
     monkeypatch.chdir(tmp_path)  # runs/ lives in tmp_path; the kernel inherits the working folder
     overrides = {"data_dir": str(tmp_path / "data"), "eval_sets": ["aime24", "amc23"]}
     cfg = _cfg(tmp_path, eval_sets=overrides["eval_sets"])
     for name in cfg.eval_sets:
-        R.prepare(cfg, name, data_files=_write(tmp_path, name))
+        D.prepare(cfg, name, data_files=_write(tmp_path, name))
     write_splits(cfg)
     warmstart(cfg)
     notebook = Path(__file__).resolve().parents[1] / "notebooks" / "04_evaluate.ipynb"

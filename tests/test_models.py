@@ -13,7 +13,7 @@ from rewards_as_labels.modeling import (
     build_tiny_model, build_tokenizer, encode_prompts, format_prompt, load_policy, pypi_model_folder,
 )
 from rewards_as_labels.rollout import HFGenerateBackend
-from rewards_as_labels.task import Problem
+from rewards_as_labels.data import Problem
 
 CHATML = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
@@ -154,7 +154,7 @@ def test_smollm2_loads_from_the_pypi_gguf(tmp_path):
 def test_smollm2_one_training_step(tmp_path):
     import json
 
-    from rewards_as_labels.task import write_splits
+    from rewards_as_labels.arithmetic import write_splits
     from rewards_as_labels.trainer import train
 
     cfg = load_config(profile="smollm2", overrides={

@@ -11,7 +11,7 @@ import pytest
 from rewards_as_labels.config import load_config
 from rewards_as_labels.notebook import run_notebook
 from rewards_as_labels.results import load_metrics
-from rewards_as_labels.task import write_splits
+from rewards_as_labels.arithmetic import write_splits
 from rewards_as_labels.warmstart import warmstart
 
 ROOT = Path(__file__).resolve().parents[1]

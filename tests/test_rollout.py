@@ -104,7 +104,7 @@ def test_greedy_is_deterministic_without_seed(policy):
 # ---------------------------------------------------------------- evaluation on top of rollouts
 from rewards_as_labels.evaluation import evaluate_policy, pass_at_k  # noqa: E402
 from rewards_as_labels.rollout import RolloutBatch  # noqa: E402
-from rewards_as_labels.task import Problem  # noqa: E402
+from rewards_as_labels.data import Problem  # noqa: E402
 
 
 @pytest.mark.parametrize("n, c, k, expected", [(8, 0, 1, 0.0), (8, 2, 1, 0.25), (8, 2, 8, 1.0), (4, 1, 2, 0.5), (5, 5, 3, 1.0)])

@@ -16,7 +16,7 @@ import torch
 from rewards_as_labels import trainer as trainer_mod
 from rewards_as_labels.config import METHODS, load_config
 from rewards_as_labels.modeling import load_policy
-from rewards_as_labels.task import write_splits
+from rewards_as_labels.arithmetic import write_splits
 from rewards_as_labels.warmstart import warmstart
 
 ROOT = Path(__file__).resolve().parents[1]

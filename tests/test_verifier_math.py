@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from rewards_as_labels.task import Problem
+from rewards_as_labels.data import Problem
 from rewards_as_labels.verifier import Verifier, asks_for_box, extract_answer, parse_gold, score_completions
 
 EQUIVALENT = [  # (gold, completion): math-verify must call these equal

@@ -1,7 +1,8 @@
 """Command line: ``python -m rewards_as_labels <command> [--config FILE | --profile NAME] [--<field> VALUE ...]``.
 
 Commands
-    data       write the task's JSONL splits under ``data_dir`` (hub data sets: download and cache them)
+    data       write the task's JSONL splits under ``data_dir``; cache every hub data set (download)
+               and file (``--task`` / ``--eval_sets`` paths) named, printing problems kept and dropped
     warmstart  supervised warm start of the profile's base policy (cached under runs/<profile>/warmstart)
     train      RL training of one method and seed (``--resume`` continues from the latest checkpoint)
     bench      time each phase of one training step per method, and generation tokens/s
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, cfg = parse(sys.argv[1:] if argv is None else argv)
         if args.command == "data":
-            from .data_registry import cmd_data
+            from .data import cmd_data
 
             cmd_data(cfg)
         elif args.command == "warmstart":

@@ -70,7 +70,8 @@ def prepare(args, folder: Path) -> None:
 
     from .config import load_config
     from .modeling import build_tiny_model, build_tokenizer, load_policy
-    from .task import load_split, write_splits
+    from .arithmetic import write_splits
+    from .data import load_split
     from .trainer import prompt_indices
 
     cfg = _bench_config(args, folder)
@@ -139,7 +140,7 @@ def model_work_floor(cfg) -> list[float]:
 
     from .modeling import format_prompt, load_policy
     from .rollout import make_backend, response_logprobs
-    from .task import load_split
+    from .data import load_split
     from .trainer import derive_seed, prompt_indices
 
     model, tokenizer = load_policy(cfg, training=True)

@@ -35,12 +35,21 @@ class Config:
             ``runs/<profile>`` (``make MODEL=... DATA=...`` uses ``runs/<profile>+<model>+<data>``).
 
     Task and data
-        task (str, "arithmetic"): the training set: ``arithmetic`` (embedded, generated) or a
-            name of ``data_registry.TRAINING_SETS`` (deepscaler, gsm8k, math, numina_tir, dapo17k).
-        eval_sets (list[str], []): benchmarks of ``evaluate`` (``data_registry.BENCHMARKS``:
-            math500, aime24, aime25, amc23, minerva, olympiadbench); empty = the task's test split.
-        data_dir (str, "data"): where ``make data`` writes the JSONL splits; hub data sets are
-            cached under ``<data_dir>/cache/<name>/``.
+        task (str, "arithmetic"): the training set: ``arithmetic`` (embedded, generated), a
+            name of ``data_registry.TRAINING_SETS`` (deepscaler, gsm8k, math, numina_tir, dapo17k),
+            or a path to your own .parquet / .jsonl / .json / .csv file or a folder of them
+            (layouts: ``local_files.py``).
+        eval_sets (list[str], []): benchmarks of ``evaluate``: names of ``data_registry.BENCHMARKS``
+            (math500, aime24, aime25, amc23, minerva, olympiadbench) or paths as for ``task``,
+            reported under the file's stem (``benchmarks/aime24.parquet`` -> ``aime24``);
+            empty = the task's test split.
+        data_fields (dict, {}): which fields of your files hold what, for a layout that is not
+            recognised, e.g. ``{question: query, answer: target}``; it applies to each file that
+            has every field it names, ahead of the recognised layouts. Optional keys ``prompt``
+            (used as given), ``answer_format`` (plain, boxed, gsm8k), ``gold_list``
+            (alternatives, parts), ``level`` (``local_files.FIELD_KEYS``).
+        data_dir (str, "data"): where ``make data`` writes the JSONL splits; hub data sets and
+            your files are cached under ``<data_dir>/cache/<name>/``.
         operand_digits (list[int], [2, 3]): difficulty levels = operand digit counts.
         operations (str, "+"): operators the generator draws from.
         n_sft / n_train / n_validation / n_test (int): split sizes, disjoint by construction.
@@ -115,6 +124,7 @@ class Config:
 
     task: str = "arithmetic"
     eval_sets: list = field(default_factory=list)
+    data_fields: dict = field(default_factory=dict)
     data_dir: str = "data"
     operand_digits: list = field(default_factory=lambda: [2, 3])
     operations: str = "+"
@@ -213,10 +223,10 @@ class Config:
             raise ValueError("temperature and eval_temperature must be > 0 (use greedy evaluation for 0)")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
-        if self.task != "arithmetic" or self.eval_sets:
-            from .data_registry import check_names
+        if self.task != "arithmetic" or self.eval_sets or self.data_fields:
+            from .data import check_names
 
-            check_names(self.task, self.eval_sets)
+            check_names(self.task, self.eval_sets, self.data_fields)
         if self.chat_template not in ("auto", "required", "off"):
             raise ValueError(f"chat_template must be auto, required or off, got {self.chat_template!r}")
         if self.rollout_backend not in ("hf", "vllm"):
@@ -261,6 +271,12 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 def _coerce(name: str, value: Any) -> Any:
     """Turn a CLI/YAML value into the field's declared type, with a clear error."""
     default = FIELDS[name].default
+    if FIELDS[name].default_factory is dict:  # data_fields: a YAML mapping on the command line
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError(f"config field {name!r} expects a mapping like '{{question: q, answer: a}}', got {value!r}")
+        return value
     if FIELDS[name].default_factory is not dataclasses.MISSING:  # list fields
         if isinstance(value, str):
             value = yaml.safe_load(value if value.startswith("[") else f"[{value}]")

@@ -61,7 +61,7 @@ def run_check(device: str, steps: int, out: Path, warmstart_steps: int) -> dict:
 
     from .config import load_config
     from .rollout_vllm import engine_settings
-    from .task import write_splits
+    from .arithmetic import write_splits
     from .trainer import train
     from .warmstart import warmstart
 

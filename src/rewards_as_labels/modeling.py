@@ -153,7 +153,7 @@ def _render_chat(tokenizer, text: str, system_prompt: str = "") -> str:
 def format_prompt(tokenizer, question, cfg=None) -> str:
     """The text the policy is given for one problem.
 
-    ``question`` is a :class:`~rewards_as_labels.task.Problem` (its ``prompt`` and
+    ``question`` is a :class:`~rewards_as_labels.problems.Problem` (its ``prompt`` and
     ``question`` fill ``cfg.prompt_template``, default ``"{prompt}"``) or a plain string
     (used for both). With a chat template the text becomes one user turn plus the
     generation prompt; without one it is returned as is.

@@ -89,7 +89,7 @@ from pathlib import Path
 import torch
 
 from .modeling import _dtype, autocast_dtype
-from .rollout import RolloutBatch, _eos_ids, encode_repeated, finish_batch
+from .rollout_batch import RolloutBatch, encode_repeated, eos_ids, finish_batch
 
 NORM_SUFFIX = "norm.weight"  # RMSNorm weights: one tensor each, the same name in HF and vLLM
 
@@ -198,7 +198,7 @@ class VLLMBackend:
     def __init__(self, model, tokenizer, cfg, prompts: list[str] | None = None):
         vllm = import_vllm()
         self.tokenizer = tokenizer
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = eos_ids(model, tokenizer)
         self.top_k_off = vllm.SamplingParams().top_k  # 0 in vLLM 0.32; -1 in older versions
         self.last_sync_s = 0.0
         self.last_sync_max_abs_diff = 0.0

@@ -37,7 +37,7 @@ from .io import JsonlWriter, atomic_write_json, ensure_writable_dir, package_ver
 from .methods import MiniBatch, policy_loss, weight_diagnostics
 from .modeling import format_prompt, load_policy
 from .rollout import make_backend, response_logprobs
-from .task import load_split
+from .data import load_split
 from .verifier import asks_for_box, score_completions
 
 

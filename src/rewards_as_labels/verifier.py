@@ -34,7 +34,7 @@ Choices and deviations (the paper's verl reward uses its own math grader on ``\b
 3) Caches: the gold is parsed once per distinct gold string and each distinct
    ``(gold, extracted)`` pair is verified once; answers repeat within and across
    groups, so repeats cost a dict lookup. Data sets from the hub are checked up front
-   (``data_registry``): a gold math-verify cannot parse drops its problem there and is
+   (``conversion.py``): a gold math-verify cannot parse drops its problem there and is
    counted, so it can never score 1; here such a gold raises, loudly.
 4) Integer fast path: when the gold and the extracted answer are both plain integers
    (``-?\d+``) they are compared as Python ints, which is exactly math-verify's verdict
@@ -123,7 +123,7 @@ def extract_answer(text: str) -> str | None:
 def asks_for_box(problems) -> bool:
     """True when every problem's prompt asks for the answer in ``\\boxed{}`` (then nothing else counts).
 
-    >>> from rewards_as_labels.task import Problem
+    >>> from rewards_as_labels.data import Problem
     >>> asks_for_box([Problem("a", "1+2", "1+2=", "3", 1)])
     False
     """
@@ -392,3 +392,7 @@ def score_completions(
     ([1.0, 0.0, 0.0, 0.0], 1, 1, 1, 1)
     """
     return _DEFAULT.score(completions, golds, truncated, require_boxed)
+
+
+def unusable_gold(gold: str) -> str | None:  # stub: replaced by the verifier branch
+    return None if parse_gold(gold) is not None else "unparsable"

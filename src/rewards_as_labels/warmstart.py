@@ -18,7 +18,7 @@ pass@1 0.279, pass@8 0.615, greedy 0.340 after 500 steps; 52 s of training on a 
 2-core machine (105 s under load), 1-3 s of evaluation; a rerun is bit-identical. That
 pass@1 is above the throw-away experiment's 16% (pass@8 59%) at step 500; we have not
 isolated why (it drew fresh problems each step, we walk a fixed split whose level mix
-differs, see ``task.py``). It is still well inside the useful 10-60% window.
+differs, see ``arithmetic.py``). It is still well inside the useful 10-60% window.
 
 Choices and deviations:
 1) One base model per profile, shared by every RL run and method, so it is seeded from
@@ -51,9 +51,9 @@ from tqdm.auto import tqdm
 
 from .evaluation import evaluate_policy
 from .io import atomic_directory, atomic_write_json, package_versions
+from .data import load_split
 from .modeling import build_tiny_model, build_tokenizer, count_parameters, format_prompt, load_policy
 from .rollout import make_backend
-from .task import load_split
 
 WARMSTART_BETAS = (0.9, 0.98)
 WARMSTART_CLIP = 1.0
@@ -64,7 +64,7 @@ def encode_supervised(tokenizer, problems) -> tuple[torch.Tensor, torch.Tensor, 
     """Right-padded ``prompt + answer + EOS`` with labels on the answer and EOS only.
 
     >>> from rewards_as_labels.modeling import build_tokenizer
-    >>> from rewards_as_labels.task import Problem
+    >>> from rewards_as_labels.data import Problem
     >>> ids, mask, labels = encode_supervised(build_tokenizer(), [Problem("x", "1+2", "1+2=", "3", 1)])
     >>> ids.shape, labels.tolist()
     (torch.Size([1, 6]), [[-100, -100, -100, -100, 6, 1]])

@@ -27,18 +27,20 @@ Choices and deviations:
    harder problems, which is harmless for a base model that is stopped early anyway.
 5) Files: ``{data_dir}/{task}/{split}.jsonl`` plus ``manifest.json`` (sizes, seed, generator
    parameters), each written atomically; the manifest is written last, so its presence
-   means the data set is complete. ``load_split`` refuses data whose manifest disagrees
-   with the config (stale data) instead of silently training on it.
+   means the data set is complete (``problems.py``). :func:`read_split` refuses data whose
+   manifest disagrees with the config (stale data) instead of silently training on it.
+
+This is one source of ``data.py``, the entry point that also reads the hub's data sets and
+your own files; call :func:`rewards_as_labels.data.load_split` rather than this module.
 """
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json
+from .problems import MANIFEST, Problem, read_manifest, read_problems, write_problems
 
 SPLITS = ("sft", "train", "validation", "test")
 # Order in which splits claim problems: held-out sets first so they do not depend on n_sft.
@@ -47,22 +49,6 @@ OPERATORS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b:
 COMMUTATIVE = frozenset("+*")
 # Bump when the generator changes so that old data on disk is reported as stale.
 GENERATOR_VERSION = 1
-MANIFEST = "manifest.json"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One task instance.
-
-    >>> Problem(id="test-00000", question="47+385", prompt="47+385=", answer="432", level=3).prompt
-    '47+385='
-    """
-
-    id: str
-    question: str
-    prompt: str
-    answer: str
-    level: int
 
 
 def _operators(cfg) -> str:
@@ -164,13 +150,6 @@ def task_dir(cfg) -> Path:
     return Path(cfg.data_dir) / cfg.task
 
 
-def _read_manifest(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / MANIFEST).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def write_splits(cfg, force: bool = False) -> Path:
     """Write ``{data_dir}/{task}/{split}.jsonl`` and ``manifest.json``; return the folder.
 
@@ -180,32 +159,24 @@ def write_splits(cfg, force: bool = False) -> Path:
     folder = task_dir(cfg)
     params = generator_params(cfg)
     complete = all((folder / f"{s}.jsonl").is_file() for s in SPLITS)
-    if not force and complete and _read_manifest(folder) == params:
+    if not force and complete and read_manifest(folder) == params:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     # drop the old manifest first: a crash mid-way must not leave old metadata over new files
     (folder / MANIFEST).unlink(missing_ok=True)
     for split, problems in generate_splits(cfg).items():
-        text = "".join(json.dumps(asdict(p)) + "\n" for p in problems)
-        atomic_write_text(folder / f"{split}.jsonl", text)
+        write_problems(folder / f"{split}.jsonl", problems)
     atomic_write_json(folder / MANIFEST, params)
     return folder
 
 
-def load_split(cfg, split: str) -> list[Problem]:
-    """Read one split written by :func:`write_splits`, refusing missing or stale data.
-
-    Any other ``cfg.task`` is a hub data set: :func:`rewards_as_labels.data_registry.load_split`.
-    """
-    if cfg.task != "arithmetic":
-        from .data_registry import load_split as load_registry_split
-
-        return load_registry_split(cfg, split)
+def read_split(cfg, split: str) -> list[Problem]:
+    """Read one split written by :func:`write_splits`, refusing missing or stale data."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
     folder = task_dir(cfg)
     path = folder / f"{split}.jsonl"
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     fix = f"run `make data PROFILE={cfg.profile}` to (re)generate it"
     if manifest is None or not path.is_file():
         raise ValueError(f"no {split!r} data at {path}; {fix}")
@@ -216,15 +187,8 @@ def load_split(cfg, split: str) -> list[Problem]:
             f"stale data in {folder}: manifest differs from the config in {', '.join(diff)} "
             f"(on disk {[manifest.get(k) for k in diff]}, config {[expected.get(k) for k in diff]}); {fix}"
         )
-    problems = [Problem(**json.loads(line)) for line in path.read_text().splitlines() if line]
+    problems = read_problems(path, fix)
     if len(problems) != expected["sizes"][split]:
         raise ValueError(f"{path} holds {len(problems)} problems, manifest says {expected['sizes'][split]}; {fix}")
     return problems
 
-
-def cmd_data(cfg) -> Path:
-    """CLI entry point of ``make data``: write the splits and print a one-line summary."""
-    folder = write_splits(cfg)
-    sizes = generator_params(cfg)["sizes"]
-    print(f"data: {folder} " + " ".join(f"{k}={v}" for k, v in sizes.items()))
-    return folder

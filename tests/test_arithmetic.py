@@ -1,5 +1,6 @@
 """The generated task: determinism, disjoint splits, exact answers, atomic files, clear errors."""
 
+import hashlib
 import json
 import os
 
@@ -7,7 +8,8 @@ import pytest
 
 from rewards_as_labels.config import load_config
 from rewards_as_labels.io import atomic_directory, atomic_write_json, atomic_write_text
-from rewards_as_labels.task import SPLITS, generate_splits, load_split, write_splits
+from rewards_as_labels.arithmetic import SPLITS, generate_splits, write_splits
+from rewards_as_labels.data import load_split
 
 
 def _cfg(tmp_path, **overrides):
@@ -61,6 +63,19 @@ def test_write_is_idempotent_and_loads_back(tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["sizes"]["sft"] == 2000 and manifest["data_seed"] == cfg.data_seed
     assert not [p for p in folder.iterdir() if ".tmp-" in p.name]
+
+
+def test_files_are_the_recorded_bytes(tmp_path):
+    """The splits (problems, ids, order, JSON) are exactly those written before the data layer was
+    split into modules: recorded training metrics depend on them. sha256 of the smoke profile's files."""
+    folder = write_splits(_cfg(tmp_path))
+    recorded = {
+        "sft": "5edb46cd4cdf616e567b3634be47bec40832a5a892a02c3eed5e4dc48540c220",
+        "train": "d8049976f56c6d80830568f3468c69ce617d160dc578839577f32f5536183f43",
+        "validation": "54b7adf8be17bb82bf9a583b575ea775d55349e7c1923652b6f59af9d92f7333",
+        "test": "4d1d378cb22d2af66937899e8f355444180058397b8bea78a8c183cd1cea1387",
+    }
+    assert {s: hashlib.sha256((folder / f"{s}.jsonl").read_bytes()).hexdigest() for s in SPLITS} == recorded
 
 
 def test_missing_data_names_make_data(tmp_path):
