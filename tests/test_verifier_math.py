@@ -94,7 +94,7 @@ def test_answer_hidden_in_the_prompt_echo():
 # ----------------------------------------------------------------------------- process pool
 @pytest.mark.slow
 def test_pool_matches_main_thread_and_kills_a_hung_worker(monkeypatch):
-    golds = ["\\frac{1}{2}", "(0,1]", "\\{1,2\\}", "3"] * 6
+    golds = [["0.3", "\\frac{1}{2}"], "(0,1]", "\\{1,2\\}", "3"] * 6  # a list: alternatives
     texts = [f"\\boxed{{{a}}}" for a in ["0.5", "(0,1]", "\\{2,1\\}", "x=3", "0.25", "[0,1]"]] * 4
     main = Verifier(workers=1).score(texts, golds)
     pooled = Verifier(workers=2, pool_min_items=4, timeout_seconds=2).score(texts, golds)
