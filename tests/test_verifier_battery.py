@@ -42,6 +42,7 @@ NEAR_MISSES = {  # kind -> [(gold, answer)]: every one must score 0
         ("16,3,1,1", "16, 3, 1"),
         ("16,3,1,1", "1,3,16"),
         ("16,3,1,1", "16,3,1,1,1"),
+        ("16,3,1,1", "(16,3,1)"),
         ("-2,-2", "-2"),
         ("1,3", "1,3,3"),
         ("3", "3,3"),
@@ -128,6 +129,7 @@ EQUIVALENTS = {  # kind -> [(gold, answer)]: every one must score 1
         ("16,3,1,1", "16, 3, 1, 1"),
         ("16,3,1,1", "1,1,3,16"),  # a bare list is a set for math-verify: order is free, counts are not
         ("-2,-2", "-2,-2"),
+        ("16,3,1,1", "\\{16, 3, 1, 1\\}"),
         ("(5,\\infty)", "(5,\\infty)"),
     ],
 }

@@ -452,6 +452,9 @@ def _equal(gold, pred, timeout: int) -> bool:
 def _judge_items(gold: GoldForm, answer: str, timeout: int) -> str:
     """A bare gold list whose parse merged elements, judged as a multiset of elements."""
     answers = _top_items(answer)
+    inner = re.fullmatch(r"(?:\\left)?(?:\\\{|\()(.*)(?:\\right)?(?:\\\}|\))", answer.strip(), re.DOTALL)
+    if len(answers) == 1 and inner:  # the list written in braces or parentheses
+        answers = _top_items(inner.group(1))
     if len(answers) != len(gold.items):
         return "wrong"
     unused = list(answers)
