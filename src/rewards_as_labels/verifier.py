@@ -31,9 +31,12 @@ Which comparisons are math-verify's and which are ours (math-verify 0.9.0):
        1e-20: no setting makes the comparison relative. So when both sides are numbers (or
        tuples, sets or intervals of numbers) a "correct" also needs the values to agree
        when rounded to ``SIGNIFICANT_DIGITS`` = 6 significant digits -- the relative form
-       of math-verify's own 6-decimal rule. Conversely a "wrong" between two numbers that
-       agree to 12 significant digits (binary noise: math-verify's ``8.7 \times 10^{8}`` is
-       869999999.99999994, not ``870000000``) is correct.
+       of math-verify's own 6-decimal rule. Conversely a "wrong" between two plain numbers,
+       one of them a decimal, that agree to ``NOISE_DIGITS`` = 14 significant digits is
+       correct: that is binary noise (math-verify's ``8.7 \times 10^{8}`` is
+       869999999.99999994, not ``870000000``). Two exact numbers keep math-verify's exact
+       verdict, so ``2^{50}`` is still not ``1125899906842625``. (Limit, math-verify's:
+       a decimal holds 15 significant digits, so ``1125899906842625.0`` passes for 2^50.)
     b) e-notation. math-verify reads ``4.5e33`` as 4.5·e·33 (Euler's e); both sides are
        rewritten to ``4.5\times10^{33}`` before parsing, so ``8.7e8`` equals
        ``8.7 \times 10^{8}`` both ways. (A product "2·e·5" cannot be written ``2e5``.)
@@ -139,7 +142,7 @@ OUTCOMES = ("correct", "wrong", "parse_failure", "truncated", "timeout", "error"
 # numeric_precision and float_rounding stay as they are)
 MATH_VERIFY = dict(float_rounding=6, numeric_precision=15, strict=True, allow_set_relation_comp=False)
 SIGNIFICANT_DIGITS = 6  # "ours a)": numbers must agree to this many significant digits
-NOISE_DIGITS = 12  # "ours a)": numbers agreeing to this many digits are equal whatever math-verify says
+NOISE_DIGITS = 14  # "ours a)": a decimal and a number agreeing to this many digits are equal (binary noise)
 
 # ----------------------------------------------------------------------------- extraction
 # A number that is not the right operand of a binary minus: "-3" is negative, "12-3" ends in "3".
@@ -430,13 +433,17 @@ def _numbers_agree(gold, pred, same: bool) -> bool | None:
     """Our verdict on math-verify's ``same`` for numbers ("ours a)"), or None where we have none.
 
     A "same" needs every number to agree to SIGNIFICANT_DIGITS; a "different" between two
-    plain numbers (never intervals, tuples or sets, whose brackets and order matter) is
-    overturned when they agree to NOISE_DIGITS.
+    plain numbers (never intervals, tuples or sets, whose brackets and order matter), one
+    of them holding a decimal (exact numbers are compared exactly), is overturned when
+    they agree to NOISE_DIGITS.
     """
     g, p = _values(gold), _values(pred)
     if g is None or p is None or len(g) != len(p):
         return None
-    if not same and not (isinstance(unwrap_eq(gold), sympy.Expr) and isinstance(unwrap_eq(pred), sympy.Expr)):
+    gold, pred = unwrap_eq(gold), unwrap_eq(pred)
+    if not same and not (
+        isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr) and (gold.has(sympy.Float) or pred.has(sympy.Float))
+    ):
         return None
     digits = SIGNIFICANT_DIGITS if same else NOISE_DIGITS
     return all(_digits(a, digits) == _digits(b, digits) for a, b in zip(g, p))
