@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rewards_as_labels.verifier import Verifier, read_gold, unusable_gold
@@ -179,6 +180,8 @@ def test_gold_list_means_alternatives():
     # tuples work as lists; integer alternatives still take the fast path
     assert v.score(["4", "5"], [("3", "4"), ("3", "4")])[0].tolist() == [1.0, 0.0]
     assert v.judge(["3", "4"], "4") == "correct" and ("4", "4") in v._pairs
+    # a parquet list column arrives as a numpy array
+    assert v.score(["\\boxed{0.02}"], [np.array(["0.01", "0.02"], dtype=object)])[0].tolist() == [1.0]
 
 
 def test_gold_list_of_one_equals_the_string():

@@ -389,14 +389,15 @@ def unusable_gold(gold: str) -> str | None:
 
 
 def gold_alternatives(gold) -> tuple[str, ...]:
-    """A gold as a tuple of accepted alternatives (a string is one alternative).
+    """A gold as a tuple of accepted alternatives: a string (or number) is one alternative, a
+    list, tuple or array (a parquet list column reads as a numpy array) holds several.
 
     >>> gold_alternatives("0.01, 0.02"), gold_alternatives(["0.01", "0.02"]), gold_alternatives(3)
     (('0.01, 0.02',), ('0.01', '0.02'), ('3',))
     """
-    if isinstance(gold, (list, tuple)):
-        return tuple(str(g) for g in gold)
-    return (str(gold),)
+    if isinstance(gold, (str, bytes)) or not hasattr(gold, "__iter__"):
+        return (str(gold),)
+    return tuple(str(g) for g in gold)
 
 
 # ----------------------------------------------------------------------------- judging
