@@ -5,6 +5,7 @@ Every case is scored through :class:`Verifier` as a training step would, in boxe
 hub maths responses answer) and, for plain numbers, in the bare final-number form too.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -272,7 +273,7 @@ def test_script_without_main_guard_works(tmp_path):
     src = str(Path(__file__).resolve().parents[1] / "src")
     done = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-        env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "PYTHONPATH": src},
     )
     assert done.returncode == 0, done.stderr
     assert "REWARDS [1.0, 1.0, 0.0]" in done.stdout
