@@ -272,9 +272,9 @@ def test_nonfinite_stops_and_keeps_last_checkpoint(smoke_base, monkeypatch, quan
     else:
         real = trainer_mod.backward_in_micro_batches
 
-        def poisoned(model, batch, cfg, loss_fn, *args):
+        def poisoned(model, batch, cfg, loss_fn, *args, **kwargs):
             calls["n"] += 1
-            out = real(model, batch, cfg, loss_fn, *args)
+            out = real(model, batch, cfg, loss_fn, *args, **kwargs)
             if calls["n"] == 2 * bad_step + 1:
                 next(model.parameters()).grad[0, 0] = float("inf")
             return out
