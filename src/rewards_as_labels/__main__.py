@@ -7,7 +7,9 @@ Commands
     bench      time each phase of one training step per method, and generation tokens/s
 
 Any field of :class:`rewards_as_labels.config.Config` can be overridden, e.g.
-``python -m rewards_as_labels train --config configs/tiny.yaml --method real --seed 0 --total_steps 2``.
+``python -m rewards_as_labels train --profile tiny --method real --seed 0 --total_steps 2``. A profile
+name is looked up in ``./configs/<name>.yaml`` first, then among the package's own profiles
+(:func:`rewards_as_labels.config.profile_path`); ``--config FILE`` reads any YAML file.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ COMMANDS = ("data", "warmstart", "train", "bench")
 def parse(argv: list[str]):
     parser = argparse.ArgumentParser(prog="python -m rewards_as_labels", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=COMMANDS)
-    parser.add_argument("--config", help="YAML profile file (default: configs/<profile>.yaml)")
-    parser.add_argument("--profile", default=None, help="profile name under configs/ (default tiny)")
+    parser.add_argument("--config", help="YAML profile file (default: the profile's, see --profile)")
+    parser.add_argument("--profile", default=None, help="profile name: ./configs/<name>.yaml, else the package's own (default tiny)")
     parser.add_argument("--resume", action="store_true", help="train: continue from the latest checkpoint")
     parser.add_argument("--force", action="store_true", help="warmstart: retrain even if cached")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -1,10 +1,19 @@
 """One typed configuration for every stage (data, warm start, training, evaluation).
 
-Profiles are small YAML files under ``configs/`` that override the defaults below;
-any field can be overridden again on the command line (``--total_steps 2``) or as a
-papermill parameter of the same name. The defaults run on a 2-core CPU.
+Profiles are small YAML files that override the defaults below; any field can be overridden
+again on the command line (``--total_steps 2``) or in the ``overrides`` papermill parameter of
+every notebook. The defaults run on a 2-core CPU.
 
 Resolution order: dataclass defaults < profile YAML < explicit overrides.
+
+Where a profile name is looked up (:func:`profile_path`), first hit wins:
+    1. ``configs/<name>.yaml`` under the working folder -- your own profiles, or a copy of a
+       shipped one that you edit (it then shadows the shipped one);
+    2. ``<package>/configs/<name>.yaml`` -- the profiles shipped with the package (tiny, smoke,
+       smollm2, paper_small), installed with it as package data.
+``--config FILE`` (``load_config(config=FILE)``) reads any YAML file instead.
+
+Run folders are named ``<method>-s<seed>`` (:func:`run_name`, :func:`parse_run_name`).
 """
 
 from __future__ import annotations
@@ -19,7 +28,29 @@ from typing import Any, Mapping
 import yaml
 
 METHODS = ("real", "grad", "grpo", "dapo", "gspo")
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+PACKAGE_PROFILES = Path(__file__).resolve().parent / "configs"  # shipped with the package
+USER_PROFILES = Path("configs")  # relative to the working folder; searched first
+
+
+def run_name(method: str, seed: int) -> str:
+    """Folder name of the run of ``method`` with ``seed`` (the Makefile builds the same: ``$(m)-s$(s)``).
+
+    >>> run_name("real", 0)
+    'real-s0'
+    """
+    return f"{method}-s{seed}"
+
+
+def parse_run_name(name: str) -> tuple[str, int]:
+    """``(method, seed)`` of a run folder name; inverse of :func:`run_name`.
+
+    >>> parse_run_name("grpo-s12")
+    ('grpo', 12)
+    """
+    method, sep, seed = name.rpartition("-s")
+    if not (sep and method and seed.isdigit()):
+        raise ValueError(f"{name!r} is not a run name <method>-s<seed> (e.g. 'real-s0')")
+    return method, int(seed)
 
 
 @dataclass
@@ -233,7 +264,7 @@ class Config:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out) if self.out else self.profile_dir / f"{self.method}-s{self.seed}"
+        return Path(self.out) if self.out else self.profile_dir / run_name(self.method, self.seed)
 
     @property
     def profile_dir(self) -> Path:
@@ -302,11 +333,18 @@ def check_field_names(names) -> None:
 
 
 def profile_path(profile: str) -> Path:
-    path = CONFIG_DIR / f"{profile}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise ValueError(f"unknown profile {profile!r}; profiles in {CONFIG_DIR}: {', '.join(known)}")
-    return path
+    """The YAML file of profile ``profile``: ``./configs/`` first, then the package's own profiles.
+
+    >>> profile_path("tiny").relative_to(PACKAGE_PROFILES.parent).as_posix()  # when ./configs has no tiny.yaml
+    'configs/tiny.yaml'
+    """
+    for folder in (USER_PROFILES, PACKAGE_PROFILES):
+        if (folder / f"{profile}.yaml").is_file():
+            return folder / f"{profile}.yaml"
+    known = sorted({p.stem for folder in (USER_PROFILES, PACKAGE_PROFILES) for p in folder.glob("*.yaml")})
+    raise ValueError(
+        f"unknown profile {profile!r}; profiles in {USER_PROFILES.resolve()} and {PACKAGE_PROFILES}: {', '.join(known)}"
+    )
 
 
 def load_config(
@@ -325,7 +363,7 @@ def load_config(
     if config is not None:
         path = Path(config)
         if not path.is_file():
-            raise ValueError(f"config file {str(path)!r} does not exist; profiles live in {CONFIG_DIR}")
+            raise ValueError(f"config file {str(path)!r} does not exist; profiles live in {USER_PROFILES} and {PACKAGE_PROFILES}")
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {str(path)!r} must hold a mapping of field: value")

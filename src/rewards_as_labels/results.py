@@ -1,7 +1,8 @@
 """Read what training and evaluation saved, as tidy DataFrames for the figure notebook.
 
 Nothing here trains or evaluates: ``make figures`` only reads ``runs/<profile>/``.
-Run folders are recognised by their ``metrics.jsonl`` and named ``<method>-s<seed>``.
+Run folders are recognised by their ``metrics.jsonl`` and named ``<method>-s<seed>``
+(:func:`~rewards_as_labels.config.run_name`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import METHODS
+from .config import METHODS, parse_run_name
 
 
 def run_folders(profile_dir: str | Path) -> list[Path]:
-    """Run folders under ``profile_dir``, in the paper's method order then seed."""
+    """Run folders under ``profile_dir``, in the paper's method order then seed (other names last)."""
     found = [p.parent for p in Path(profile_dir).glob("*/metrics.jsonl")]
     order = {m: i for i, m in enumerate(METHODS)}
-    return sorted(found, key=lambda p: (order.get(p.name.rsplit("-s", 1)[0], 99), p.name))
+
+    def key(folder: Path):
+        try:
+            method, seed = parse_run_name(folder.name)
+        except ValueError:
+            return len(METHODS) + 1, folder.name, 0
+        return order.get(method, len(METHODS)), method, seed
+
+    return sorted(found, key=key)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -56,7 +65,7 @@ def load_weight_samples(profile_dir: str | Path) -> tuple[pd.DataFrame, pd.DataF
         if not path.exists():
             continue
         for rec in _read_jsonl(path):
-            key = {"method": rec["method"], "seed": folder.name.rsplit("-s", 1)[1], "step": rec["step"]}
+            key = {"method": rec["method"], "seed": parse_run_name(folder.name)[1], "step": rec["step"]}
             roll.append(pd.DataFrame({k: rec[k] for k in ("s", "label", "w_real", "w_grad")}).assign(**key))
             tok.append(pd.DataFrame({k: rec[k] for k in ("s_token", "a_token", "w_grpo")}).assign(**key))
     empty = pd.DataFrame()
