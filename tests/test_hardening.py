@@ -305,7 +305,7 @@ def test_nonfinite_stops_and_keeps_last_checkpoint(smoke_base, monkeypatch, quan
 def test_failing_notebook_names_cell_line_and_copy(tmp_path):
     nb = _failing_notebook(tmp_path / "bad.ipynb")
     out = tmp_path / "out" / "bad_run.ipynb"
-    res = subprocess.run([sys.executable, "-m", "rewards_as_labels.notebook", str(nb), str(out), "-p", "x", "3",
+    res = subprocess.run([sys.executable, "-m", "rewards_as_labels.tools.notebook", str(nb), str(out), "-p", "x", "3",
                           "--no-progress"], capture_output=True, text=True, env=_env())  # fmt: skip
     assert res.returncode == 1
     failed = tmp_path / "out" / "bad_run.FAILED.ipynb"
@@ -316,7 +316,7 @@ def test_failing_notebook_names_cell_line_and_copy(tmp_path):
     assert failed.is_file() and not out.exists()  # no output that could pass for a finished stage
     assert "Traceback" not in res.stderr
 
-    res = subprocess.run([sys.executable, "-m", "rewards_as_labels.notebook", str(tmp_path / "nope.ipynb"),
+    res = subprocess.run([sys.executable, "-m", "rewards_as_labels.tools.notebook", str(tmp_path / "nope.ipynb"),
                           str(out), "--no-progress"], capture_output=True, text=True, env=_env())  # fmt: skip
     assert res.returncode == 1 and "nope.ipynb does not exist" in res.stderr and "Traceback" not in res.stderr
 
@@ -422,7 +422,7 @@ def test_unwritable_run_folder_is_named(smoke_base, tmp_path):
             with pytest.raises(PermissionError, match=f"run folder {locked / 'run'} is not writable"):
                 ensure_writable_dir(locked / "run", "run folder", "choose another --out")
             nb = _failing_notebook(tmp_path / "bad.ipynb")
-            res = subprocess.run([sys.executable, "-m", "rewards_as_labels.notebook", str(nb),
+            res = subprocess.run([sys.executable, "-m", "rewards_as_labels.tools.notebook", str(nb),
                                   str(locked / "nb" / "out.ipynb")], capture_output=True, text=True, env=_env())  # fmt: skip
             assert res.returncode == 1 and f"notebook output folder {locked / 'nb'} is not writable" in res.stderr
             assert "Traceback" not in res.stderr

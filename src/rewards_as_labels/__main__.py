@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(train(cfg, resume=args.resume, progress=not args.no_progress))
         elif args.command == "bench":
-            from .bench import bench
+            from .tools.bench import bench
 
             bench(cfg)
     except (ValueError, FileExistsError, PermissionError) as exc:

@@ -1,6 +1,6 @@
 """Run one notebook with papermill and report a failure a person can act on.
 
-    python -m rewards_as_labels.notebook IN.ipynb OUT.ipynb [-p name value ...]
+    python -m rewards_as_labels.tools.notebook IN.ipynb OUT.ipynb [-p name value ...]
 
 Values are parsed as YAML (``-p seed 1`` gives an int, ``-p taus "[0.5, 1]"`` a list). On
 failure it prints the notebook, the failing cell (its ``In [n]``, the line that raised), the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from .io import ensure_writable_dir
+from ..io import ensure_writable_dir
 
 
 def run_notebook(src: str | Path, dst: str | Path, parameters: dict | None = None, progress: bool = True) -> Path:
