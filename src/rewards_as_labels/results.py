@@ -88,3 +88,18 @@ def mean_std_table(df: pd.DataFrame, value_cols: list[str], by: str = "method") 
     out["seeds"] = agg[(value_cols[0], "count")].astype(int)
     order = [m for m in ["base", *METHODS] if m in out.index]
     return out.loc[order + [m for m in out.index if m not in order]]
+
+
+def gain_over_base(evaluation: pd.DataFrame, metric: str = "pass@1") -> pd.DataFrame:
+    """Points (x100) of ``metric`` each method gains over the base model: mean, spread over seeds,
+    worst and best seed (``evaluation``: one row per model, the base's method is "base").
+
+    >>> ev = pd.DataFrame({"method": ["base", "real", "real"], "pass@1": [0.2, 0.3, 0.5]})
+    >>> gain_over_base(ev).round(1).to_dict("index")["real"]["gain over base (mean)"]
+    20.0
+    """
+    base = evaluation.loc[evaluation.method == "base", metric].iloc[0]
+    trained = evaluation[evaluation.method != "base"]
+    gain = trained.groupby("method", sort=False)[metric].agg(["mean", "std", "min", "max"]).sub([base, 0, base, base], axis=1)
+    gain.columns = ["gain over base (mean)", "std over seeds", "worst seed gain", "best seed gain"]
+    return (100 * gain).rename_axis(f"{metric} points")

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from . import objectives as O
 from .checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
-from .config import Config
+from .config import Config, derive_seed
 from .evaluation import evaluate_policy
 from .io import JsonlWriter, atomic_write_json, ensure_writable_dir, package_versions
 from .methods import WEIGHT_FORMULAS, MiniBatch, clip_fraction, policy_loss, weight_samples, weight_stats
@@ -46,12 +46,6 @@ from .verifier import asks_for_box, score_completions
 
 class TrainingDiverged(RuntimeError):
     """A non-finite loss or gradient; the last good checkpoint is left in place."""
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed from (seed, step, ...) -- stable across runs and resumes."""
-    ss = np.random.SeedSequence([p if isinstance(p, int) else sum(map(ord, p)) for p in parts])
-    return int(ss.generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def prompt_indices(seed: int, step: int, per_step: int, n_items: int) -> np.ndarray:

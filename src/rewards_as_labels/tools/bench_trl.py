@@ -140,7 +140,8 @@ def model_work_floor(cfg) -> list[float]:
     from ..modeling import format_prompt, load_policy
     from ..rollout import make_backend, response_logprobs
     from ..task import load_split
-    from ..trainer import derive_seed, prompt_indices
+    from ..config import derive_seed
+    from ..trainer import prompt_indices
 
     model, tokenizer = load_policy(cfg, training=True)
     model.train()
