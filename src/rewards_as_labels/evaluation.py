@@ -29,7 +29,8 @@ from .data_registry import BENCHMARK_TITLES, evaluation_sets
 from .io import atomic_write_text
 from .modeling import format_prompt, load_policy
 from .results import run_folders
-from .rollout import HFGenerateBackend, RolloutBackend, make_backend
+from .backends import make_backend
+from .rollout import HFGenerateBackend, RolloutBackend
 from .task import load_split
 from .verifier import OUTCOMES, asks_for_box, score_completions
 

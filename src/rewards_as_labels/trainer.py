@@ -39,7 +39,8 @@ from .evaluation import evaluate_policy
 from .io import JsonlWriter, atomic_write_json, ensure_writable_dir, package_versions
 from .methods import WEIGHT_FORMULAS, MiniBatch, clip_fraction, policy_loss, weight_samples, weight_stats
 from .modeling import format_prompt, load_policy
-from .rollout import RolloutBatch, make_backend, response_logprobs
+from .backends import make_backend
+from .rollout import RolloutBatch, response_logprobs
 from .task import load_split
 from .verifier import asks_for_box, score_completions
 

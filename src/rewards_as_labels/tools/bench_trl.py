@@ -138,7 +138,8 @@ def model_work_floor(cfg) -> list[float]:
     import torch
 
     from ..modeling import format_prompt, load_policy
-    from ..rollout import make_backend, response_logprobs
+    from ..backends import make_backend
+    from ..rollout import response_logprobs
     from ..task import load_split
     from ..config import derive_seed
     from ..trainer import prompt_indices
