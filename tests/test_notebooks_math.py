@@ -22,13 +22,14 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def _execute(name: str, tmp_path: Path, **parameters) -> tuple[Path, Path]:
-    """Execute ``notebooks/<name>`` into ``tmp_path``; return (executed notebook, out_dir)."""
+    """Execute ``notebooks/<name>`` on the smoke profile with its folder in ``tmp_path``;
+    return (executed notebook, the profile folder that holds figures/ and tables/)."""
     out_dir = tmp_path / "run"
     executed = tmp_path / name
     papermill.execute_notebook(
         str(NOTEBOOKS / name),
         str(executed),
-        parameters={"out_dir": str(out_dir), **parameters},
+        parameters={"profile": "smoke", "overrides": {"run_root": str(out_dir)}, **parameters},
         kernel_name="python3",
         progress_bar=False,
     )
@@ -45,6 +46,7 @@ def _kernel_python(executed: Path) -> str:
     raise AssertionError(f"{executed.name} did not print its interpreter")
 
 
+@pytest.mark.slow  # about 30 s: sympy simplifications
 def test_derivations_notebook(tmp_path):
     executed, out_dir = _execute("01_derivations.ipynb", tmp_path, n_points=20, group="++-")
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from rewards_as_labels.config import METHODS, Config
 from rewards_as_labels.gradients import grad_weights, real_context_constants, real_weights
 from rewards_as_labels.objectives import (
     clipped_surrogate,
@@ -26,12 +27,12 @@ from rewards_as_labels.objectives import (
     real_loss,
     sequence_scores,
 )
+from rewards_as_labels.methods import MiniBatch, policy_loss
+from rewards_as_labels.toy import ragged_logprobs
 
 F64 = torch.float64
 TIGHT = dict(rtol=1e-10, atol=1e-12)
 LOG = math.log
-METHODS = ["real", "grad", "grpo", "dapo", "gspo"]
-GROUP_LOSSES = {"real": real_loss, "grad": grad_loss}
 PPO_LOSSES = {"grpo": grpo_loss, "dapo": dapo_loss, "gspo": gspo_loss}
 
 
@@ -40,25 +41,17 @@ def t(x, dtype=F64, **kw):
 
 
 def method_loss(method, logprobs, old_logprobs, mask, rewards, tau=0.5):
-    """One entry point for every method, from token log-probs to the batch loss."""
-    G, n = rewards.shape
-    if method in GROUP_LOSSES:
-        scores = sequence_scores(logprobs, old_logprobs, mask).view(G, n)  # [G, n]
-        return GROUP_LOSSES[method](scores, rewards, tau)
+    """The trainer's loss of a batch for ``method`` (``methods.policy_loss``, default clip ranges)."""
     advantages = group_advantages(rewards.to(logprobs.dtype)).flatten()  # [B]
-    return PPO_LOSSES[method](logprobs, old_logprobs, advantages, mask)
+    loss, _ = policy_loss(Config(tau=tau), MiniBatch(logprobs, old_logprobs, mask, rewards, advantages), method)
+    return loss
 
 
 def token_batch(rewards, T=5, seed=0, scale=0.3, dtype=F64):
-    """Random ragged token batch for ``rewards`` [G, n]; padding holds nan / -inf garbage."""
+    """Random ragged token batch for ``rewards`` [G, n] (``toy.ragged_logprobs``): scores ~ N(0, scale^2)."""
     g = torch.Generator().manual_seed(seed)
     B = rewards.numel()
-    lengths = torch.randint(1, T + 1, (B,), generator=g)  # [B]
-    mask = torch.arange(T)[None, :] < lengths[:, None]  # [B, T]
-    old = -3 * torch.rand(B, T, generator=g, dtype=dtype) - 0.1  # [B, T]
-    new = old + scale * torch.randn(B, T, generator=g, dtype=dtype)  # [B, T]
-    new = torch.where(mask, new, t(float("nan"), dtype))
-    old = torch.where(mask, old, t(float("-inf"), dtype))
+    new, old, mask = ragged_logprobs(scale * torch.randn(B, generator=g, dtype=F64), torch.full((B,), scale, dtype=F64), T, g, dtype)
     return new.requires_grad_(), old, mask
 
 
@@ -365,7 +358,7 @@ def test_group_sizes_and_taus_finite(method, tau, n):
     assert (lp.grad[~mask] == 0).all()
 
 
-@pytest.mark.parametrize("method", METHODS + ["kl"])
+@pytest.mark.parametrize("method", [*METHODS, "kl"])
 def test_padding_garbage_does_not_matter(method):
     # the same batch with clean (0) or poisoned (nan / -inf / +inf) padding gives bit-identical
     # losses and gradients, and the padding gets exactly zero gradient

@@ -5,7 +5,8 @@ import torch
 
 from rewards_as_labels.config import load_config
 from rewards_as_labels.modeling import build_tiny_model, build_tokenizer
-from rewards_as_labels.rollout import HFGenerateBackend, make_backend, response_logprobs
+from rewards_as_labels.backends import make_backend
+from rewards_as_labels.rollout import HFGenerateBackend, response_logprobs
 
 PROMPTS = ["47+385=", "1+2=", "999+999="]
 

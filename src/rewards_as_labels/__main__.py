@@ -8,7 +8,9 @@ Commands
     bench      time each phase of one training step per method, and generation tokens/s
 
 Any field of :class:`rewards_as_labels.config.Config` can be overridden, e.g.
-``python -m rewards_as_labels train --config configs/tiny.yaml --method real --seed 0 --total_steps 2``.
+``python -m rewards_as_labels train --profile tiny --method real --seed 0 --total_steps 2``. A profile
+name is looked up in ``./configs/<name>.yaml`` first, then among the package's own profiles
+(:func:`rewards_as_labels.config.profile_path`); ``--config FILE`` reads any YAML file.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import load_config
+from .config import load_config, parse_overrides
 
 COMMANDS = ("data", "warmstart", "train", "bench")
 
@@ -24,25 +26,16 @@ COMMANDS = ("data", "warmstart", "train", "bench")
 def parse(argv: list[str]):
     parser = argparse.ArgumentParser(prog="python -m rewards_as_labels", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=COMMANDS)
-    parser.add_argument("--config", help="YAML profile file (default: configs/<profile>.yaml)")
-    parser.add_argument("--profile", default=None, help="profile name under configs/ (default tiny)")
+    parser.add_argument("--config", help="YAML profile file (default: the profile's, see --profile)")
+    parser.add_argument("--profile", default=None, help="profile name: ./configs/<name>.yaml, else the package's own (default tiny)")
     parser.add_argument("--resume", action="store_true", help="train: continue from the latest checkpoint")
     parser.add_argument("--force", action="store_true", help="warmstart: retrain even if cached")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args, rest = parser.parse_known_args(argv)
-    overrides = {}
-    i = 0
-    while i < len(rest):
-        key = rest[i]
-        if key.startswith("--") and "=" in key:  # --field=value
-            name, value = key[2:].split("=", 1)
-            i += 1
-        elif key.startswith("--") and i + 1 < len(rest):  # --field value
-            name, value = key[2:], rest[i + 1]
-            i += 2
-        else:
-            parser.error(f"expected '--<field> <value>' pairs after the options, got {' '.join(rest[i:])!r}")
-        overrides[name.replace("-", "_")] = value
+    try:
+        overrides = parse_overrides(rest)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.config is None and args.profile is None:
         args.profile = "tiny"
     cfg = load_config(args.config, overrides, profile=args.profile if args.config is None else None)
@@ -65,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(train(cfg, resume=args.resume, progress=not args.no_progress))
         elif args.command == "bench":
-            from .bench import bench
+            from .tools.bench import bench
 
             bench(cfg)
     except (ValueError, FileExistsError, PermissionError) as exc:

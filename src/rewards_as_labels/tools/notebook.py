@@ -1,8 +1,10 @@
 """Run one notebook with papermill and report a failure a person can act on.
 
-    python -m rewards_as_labels.notebook IN.ipynb OUT.ipynb [-p name value ...]
+    python -m rewards_as_labels.tools.notebook IN.ipynb OUT.ipynb [-p name value ...] [field=value ...]
 
-Values are parsed as YAML (``-p seed 1`` gives an int, ``-p taus "[0.5, 1]"`` a list). On
+Values are parsed as YAML (``-p seed 1`` gives an int, ``-p taus "[0.5, 1]"`` a list);
+``field=value`` words are config overrides, handed to the notebook as its ``overrides``
+parameter in the CLI's format (``config.parse_overrides``). On
 failure it prints the notebook, the failing cell (its ``In [n]``, the line that raised), the
 error, and the executed copy to open (``OUT`` with ``.FAILED`` before ``.ipynb``), then exits
 1, so that Make stops and names the target that failed.
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from .io import ensure_writable_dir
+from ..config import parse_overrides
+from ..io import ensure_writable_dir
 
 
 def run_notebook(src: str | Path, dst: str | Path, parameters: dict | None = None, progress: bool = True) -> Path:
@@ -76,8 +79,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("output")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", metavar="FIELD=VALUE",
+                        help="config overrides, passed to the notebook as its `overrides` parameter (as the CLI takes them)")
+    args = parser.parse_intermixed_args(argv)
     params = {name: yaml.safe_load(value) for name, value in args.parameter}
+    if args.overrides:
+        try:
+            params["overrides"] = {**params.get("overrides", {}), **parse_overrides(args.overrides)}
+        except ValueError as exc:
+            parser.error(str(exc))
     run_notebook(args.input, args.output, params, progress=not args.no_progress)
 
 

@@ -1,6 +1,6 @@
 """``make bench-trl``: our trainer against TRL's ``GRPOTrainer`` on the identical tiny setup.
 
-    python -m rewards_as_labels.bench_trl [--profile tiny] [--steps 20] [--rounds 3] [--threads 1]
+    python -m rewards_as_labels.tools.bench_trl [--profile tiny] [--steps 20] [--rounds 3] [--threads 1]
 
 Both sides get, from one temporary folder:
     * the same weights and tokenizer: the profile's warm-started model if it exists, else a freshly
@@ -50,7 +50,7 @@ OUR_PHASES = ("generate", "verify", "old_logprobs", "update")
 
 # ----------------------------------------------------------------------------- shared setup
 def _bench_config(args, folder: Path):
-    from .config import load_config
+    from ..config import load_config
 
     overrides = {
         "data_dir": str(folder / "data"), "model": str(folder / "model"), "method": args.method,
@@ -68,11 +68,11 @@ def prepare(args, folder: Path) -> None:
     """Write the data, the model both trainers load, and TRL's prompt list into ``folder``."""
     import torch
 
-    from .config import load_config
-    from .modeling import build_tiny_model, build_tokenizer, load_policy
-    from .arithmetic import write_splits
-    from .data import load_split
-    from .trainer import prompt_indices
+    from ..config import load_config
+    from ..modeling import build_tiny_model, build_tokenizer, load_policy
+    from ..arithmetic import write_splits
+    from ..data import load_split
+    from ..trainer import prompt_indices
 
     cfg = _bench_config(args, folder)
     write_splits(cfg)
@@ -102,7 +102,7 @@ def _peak_rss_mib() -> float:
 
 
 def run_ours(args, folder: Path, out: Path, t0: float) -> dict:
-    from . import trainer as trainer_mod
+    from .. import trainer as trainer_mod
 
     ends: list[float] = []
     cpu: list[float] = []
@@ -138,10 +138,12 @@ def model_work_floor(cfg) -> list[float]:
     warm-up. A trainer making these same calls cannot step faster, so floor/TRL bounds the ratio."""
     import torch
 
-    from .modeling import format_prompt, load_policy
-    from .rollout import make_backend, response_logprobs
-    from .data import load_split
-    from .trainer import derive_seed, prompt_indices
+    from ..modeling import format_prompt, load_policy
+    from ..backends import make_backend
+    from ..rollout import response_logprobs
+    from ..data import load_split
+    from ..config import derive_seed
+    from ..trainer import prompt_indices
 
     model, tokenizer = load_policy(cfg, training=True)
     model.train()
@@ -169,7 +171,7 @@ def run_trl(args, folder: Path, out: Path, t0: float) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from .verifier import score_completions
+    from ..verifier import score_completions
 
     torch.set_num_threads(args.threads)
     cfg = _bench_config(args, folder)
@@ -233,7 +235,7 @@ def _worker(args) -> None:
 
 
 def _launch(args, folder: Path, who: str, r: int) -> dict:
-    cmd = [sys.executable, "-m", "rewards_as_labels.bench_trl", "--worker", who, "--round", str(r),
+    cmd = [sys.executable, "-m", "rewards_as_labels.tools.bench_trl", "--worker", who, "--round", str(r),
            "--folder", str(folder), "--profile", args.profile, "--steps", str(args.steps),
            "--prompts", str(args.prompts), "--rollouts", str(args.rollouts), "--tokens", str(args.tokens),
            "--threads", str(args.threads), "--method", args.method]  # fmt: skip

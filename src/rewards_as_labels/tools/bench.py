@@ -7,7 +7,7 @@ step-time ratio of each method against GRPO (the paper's baseline) measured in t
 
 ``make bench-backends`` (:func:`bench_backends`): generation tokens/s of the HF and the vLLM
 rollout backend on the same prompts in one process, calls interleaved; ``python -m
-rewards_as_labels.bench --help`` lists the settings (tiny model; SmolLM2-135M with --smollm2).
+rewards_as_labels.tools.bench --help`` lists the settings (tiny model; SmolLM2-135M with --smollm2).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import METHODS, Config
+from ..config import METHODS, Config
 
 PHASES = ("generate", "verify", "old_logprobs", "update")
 
 
 def bench(cfg: Config, steps: int = 6, rounds: int = 2) -> dict[str, dict[str, float]]:
-    from .trainer import train
+    from ..trainer import train
 
     rows: dict[str, list[dict]] = {m: [] for m in METHODS}
     with tempfile.TemporaryDirectory(prefix="ral-bench-") as tmp:
@@ -82,9 +82,9 @@ def bench_backends(
 
     import torch
 
-    from .modeling import format_prompt, load_policy
-    from .rollout import HFGenerateBackend
-    from .rollout_vllm import VLLMBackend
+    from ..modeling import format_prompt, load_policy
+    from ..rollout import HFGenerateBackend
+    from ..rollout_vllm import VLLMBackend
 
     if model is None:
         model, tokenizer = load_policy(cfg)
@@ -130,15 +130,15 @@ def bench_backends(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m rewards_as_labels.bench``: the backend benchmarks of ``make bench-backends``."""
+    """``python -m rewards_as_labels.tools.bench``: the backend benchmarks of ``make bench-backends``."""
     import argparse
 
     import torch
 
-    from .config import load_config
-    from .modeling import build_tiny_model, load_policy
+    from ..config import load_config
+    from ..modeling import build_tiny_model, load_policy
 
-    parser = argparse.ArgumentParser(prog="python -m rewards_as_labels.bench", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m rewards_as_labels.tools.bench", description=main.__doc__)
     parser.add_argument("--profile", default="tiny")
     parser.add_argument("--num-threads", type=int, default=None, help="torch threads (default: the profile's)")
     parser.add_argument("--rounds", type=int, default=3)

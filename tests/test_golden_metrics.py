@@ -1,0 +1,104 @@
+"""The redesign changes no number: short smoke trainings against values recorded at a fixed commit.
+
+Each case trains the smoke profile (warm start in a private folder) for two steps with a fixed
+config and seed, and compares every non-timing value of ``metrics.jsonl``, ``final.json`` and
+``weight_samples.jsonl`` with ``tests/data/golden_metrics.json``. The cases cover every method
+and every update regime: one mini-batch in one pass (on-policy), mini-batches with micro-batches
+that hold whole groups, micro-batches that split groups, and the first (on-policy) mini-batch of
+an off-policy step. Labels come from a fixed rule of (row, response length) so that groups are a
+mix of one-label and mixed groups whatever the barely trained policy answers; evaluation uses
+the real verifier. Values must match exactly (CPU, one thread: a rerun is bit for bit the same).
+
+Record (only when a change is *meant* to change numbers; say so in the commit):
+
+    PYTHONPATH=src python tests/test_golden_metrics.py --record
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rewards_as_labels import trainer as trainer_mod
+from rewards_as_labels.config import load_config
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden_metrics.json"
+
+# name -> overrides of the smoke profile (P = 4 prompts x n = 4 rollouts, 2 steps)
+CASES = {
+    "real-M2-onepass-eval": dict(method="real", minibatches_per_step=2, micro_batch_size=0, eval_every=1),
+    "real-M2-micro2-split": dict(method="real", minibatches_per_step=2, micro_batch_size=2),
+    "real-M1-micro2-split": dict(method="real", minibatches_per_step=1, micro_batch_size=2),
+    "grad-M2-micro4-whole": dict(method="grad", minibatches_per_step=2, micro_batch_size=4, eval_every=1),
+    "grpo-M1-onepass-eval": dict(method="grpo", minibatches_per_step=1, micro_batch_size=0, eval_every=1),
+    "grpo-M2-micro4-whole": dict(method="grpo", minibatches_per_step=2, micro_batch_size=4),
+    "dapo-M2-micro3-split": dict(method="dapo", minibatches_per_step=2, micro_batch_size=3),
+    "dapo-M4-onepass": dict(method="dapo", minibatches_per_step=4, micro_batch_size=0),
+    "gspo-M1-micro4-whole": dict(method="gspo", minibatches_per_step=1, micro_batch_size=4, eval_every=1),
+    "gspo-M2-micro2-split": dict(method="gspo", minibatches_per_step=2, micro_batch_size=2),
+}
+COMMON = dict(total_steps=2, eval_every=0, checkpoint_every=1, seed=3)
+
+
+def fixed_labels(texts, golds, truncated=None, **_):
+    """Reward 1 where (row + response length) % 3 == 0: mixed and one-label groups alike."""
+    r = torch.tensor([float((i + len(t)) % 3 == 0) for i, t in enumerate(texts)])
+    return r, {"correct": int(r.sum()), "wrong": int(len(r) - r.sum()), "parse_failure": 0, "truncated": 0, "timeout": 0}
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.suffix == ".jsonl" else [json.loads(path.read_text())]
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+def run_case(name: str, base: dict) -> dict:
+    """Train case ``name`` in the current folder (which holds the smoke warm start); its values."""
+    cfg = load_config(profile="smoke", overrides={**base, **COMMON, **CASES[name], "out": f"runs/golden/{name}"})
+    run_dir = trainer_mod.train(cfg, progress=False)
+    return {f: _read(run_dir / f) for f in ("metrics.jsonl", "final.json", "weight_samples.jsonl")}
+
+
+def record() -> None:
+    import tempfile
+
+    from rewards_as_labels.arithmetic import write_splits
+    from rewards_as_labels.warmstart import warmstart
+
+    trainer_mod.score_completions = fixed_labels
+    with tempfile.TemporaryDirectory(prefix="golden-") as root:
+        os.chdir(root)
+        base = {"data_dir": str(Path(root) / "data")}
+        cfg = load_config(profile="smoke", overrides=base)
+        write_splits(cfg)
+        warmstart(cfg)
+        values = {name: run_case(name, base) for name in CASES}
+    GOLDEN.write_text(json.dumps(values, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {GOLDEN}")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_metrics_match_recorded_values(smoke_base, name, monkeypatch):
+    root, base = smoke_base
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(trainer_mod, "score_completions", fixed_labels)
+    want = json.loads(GOLDEN.read_text())[name]
+    got = run_case(name, base)
+    for file, rows in want.items():
+        assert len(got[file]) == len(rows), (name, file)
+        for a, b in zip(got[file], rows):
+            assert a.keys() == b.keys(), (name, file, sorted(set(a) ^ set(b)))
+            for key in b:
+                assert a[key] == b[key], (name, file, a.get("step"), key, a[key] if not isinstance(a[key], list) else "list")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--record"]:
+        raise SystemExit(__doc__)
+    record()
