@@ -297,3 +297,23 @@ def test_make_data_with_six_benchmark_files(tmp_path, monkeypatch, capsys):
 
     assert main(["data", "--profile", "smoke", "--data_dir", "data", "--eval_sets", paths]) == 0  # cached: same report
     assert capsys.readouterr().out.splitlines() == out
+
+
+def test_evaluate_reports_your_files_in_the_benchmark_table(smoke_base, tmp_path, monkeypatch):
+    """`make evaluate EVAL=<files>`: one column per file, named after its stem, beside the Avg."""
+    import shutil
+
+    from rewards_as_labels.evaluation import evaluate_runs
+
+    root, base = smoke_base
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(root / "runs" / "smoke" / "warmstart", tmp_path / "runs" / "smoke" / "warmstart")  # the base model only
+    for name, golds in {"aime24": ["5", "12"], "minerva": [["0.01", "0.02"], ["7"]]}.items():
+        _verl(name, golds).to_parquet(tmp_path / f"{name}.parquet")
+    cfg = load_config(profile="smoke", overrides={**base, "eval_sets": "aime24.parquet,minerva.parquet"})
+    D.cmd_data(cfg)
+    out = evaluate_runs(cfg, samples=2)
+    assert list(out["table"].columns) == ["AIME24", "Minerva", "Avg"] and list(out["table"].index) == ["base"]
+    bench = out["benchmarks"]
+    assert sorted(bench["benchmark"]) == ["aime24", "minerva"] and (bench["n_problems"] == 2).all()
+    assert (tmp_path / "runs" / "smoke" / "tables" / "benchmarks_pass@1.csv").is_file()

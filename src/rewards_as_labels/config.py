@@ -131,7 +131,10 @@ class Config:
         minibatches_per_step (int, 2): M optimiser mini-batches per rollout batch; M > 1
             makes later mini-batches off-policy so s != 0 (paper: 4).
         learning_rate (float, 3e-4), adam_beta1 (0.9), adam_beta2 (0.99), weight_decay (0.0),
-        max_grad_norm (float, 1.0), lr_warmup_steps (int, 0).
+        max_grad_norm (float, 1.0), lr_warmup_steps (int, 0). The released code uses AdamW with
+            betas (0.9, 0.999) and weight decay 0.01, which ``paper_small`` keeps; the CPU
+            profiles keep the tiny recipe that was measured to learn (MEASURED.md: beta2 0.99,
+            no decay; a 0.5M-parameter model has no pretrained weights to decay towards 0).
         micro_batch_size (int, 0): rows per forward/backward pass inside a mini-batch
             (exact gradient accumulation, any method; 0 = the whole mini-batch at once).
         tau (float, 0.5): REAL / GRAD temperature (paper: 0.5).

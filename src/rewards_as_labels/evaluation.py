@@ -197,7 +197,9 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
     rows, backend = [], None
     for method, seed, path in models:
         model, tokenizer = load_policy(cfg, path=path)
-        backend = backend or make_backend(cfg, model, tokenizer)  # one sampler; evaluate_policy syncs each model into it
+        # one sampler, sized for every prompt it will see; evaluate_policy syncs each model into it
+        backend = backend or make_backend(cfg, model, tokenizer,
+                                          prompts=[format_prompt(tokenizer, p, cfg) for ps in sets.values() for p in ps])
         for name, problems in sets.items():
             res = evaluate_policy(model, tokenizer, problems, samples=k, temperature=cfg.eval_temperature,
                                   max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.data_seed, "test"),

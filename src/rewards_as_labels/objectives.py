@@ -17,6 +17,14 @@ How this departs from the paper's released code, and why
        GRPO's *unclipped* negative branch is genuinely unbounded (the paper's "gradient
        domination"), so ``|A| e^{s}`` can overflow there -- that is the method, not a bug.
     4) DAPO = clip-higher + batch token-mean only (no dynamic sampling, no overlong shaping).
+    5) GRAD's average runs over the mixed-group rollouts of the whole optimiser mini-batch. The
+       released code averages over those of each micro-batch of 4 prompts (then rescales), so
+       there a mixed group alone in its micro-batch weighs several times more than here. Ours
+       does not depend on how a mini-batch is split over micro-batches or GPUs.
+    6) GRPO's KL (:func:`kl_penalty`) is a token mean per sequence, then a mean over
+       sequences, unclamped. The released code takes a token mean over each micro-batch and
+       clamps the k3 term to [-10, 10]; at the paper's coefficient (0.001) the clamp only acts
+       on a policy far from its reference.
 """
 
 from __future__ import annotations
