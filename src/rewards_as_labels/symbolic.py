@@ -5,6 +5,12 @@ differentiates it step by step, and checks the result in two ways: symbolically 
 closed-form transcriptions below, and numerically against the torch functions of
 :mod:`rewards_as_labels.gradients` at random points. Training never imports this module.
 
+The last block, "the derivation, completed" (the notebook's sections 7-10), holds closed forms
+the paper states in words or not at all: the loss without its anchor, the per-class total of
+eq. (5)'s weights, the coupling d|W_k|/ds_j, the tau -> 0 limit of tau L, and GRPO's |A| as a
+function of the group's composition. ``tests/test_notebooks_mutations.py`` breaks each one and
+checks that the notebook then fails at the check that names it.
+
 Conventions (as in ``objectives.py``):
     * ``s`` is the paper's score: the sequence score of eq. (3) for REAL/GRAD, the token
       log-ratio s_t for GRPO (so rho = e^s).
