@@ -61,6 +61,10 @@ def test_derivations_notebook(tmp_path):
     # every weight function of the package was checked against the derivation
     for fn in ("grpo_weights", "real_weights", "grad_weights", "real_context_constants", "real_loss"):
         assert numeric.check.str.contains(fn).any(), fn
+    # the completed derivation (sections 7-10) recorded its checks, of every kind it uses
+    for section in ("7 anchor", "8 class bound", "9 tau limits", "9 REAL vs GRPO", "10 coupling"):
+        assert (checks.section == section).any(), section
+    assert numeric.check.str.contains("group_advantages").any()
 
 
 def test_autograd_verification_notebook(tmp_path):

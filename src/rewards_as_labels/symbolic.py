@@ -5,6 +5,12 @@ differentiates it step by step, and checks the result in two ways: symbolically 
 closed-form transcriptions below, and numerically against the torch functions of
 :mod:`rewards_as_labels.gradients` at random points. Training never imports this module.
 
+The last block, "the derivation, completed" (the notebook's sections 7-10), holds closed forms
+the paper states in words or not at all: the loss without its anchor, the per-class total of
+eq. (5)'s weights, the coupling d|W_k|/ds_j, the tau -> 0 limit of tau L, and GRPO's |A| as a
+function of the group's composition. ``tests/test_notebooks_mutations.py`` breaks each one and
+checks that the notebook then fails at the check that names it.
+
 Conventions (as in ``objectives.py``):
     * ``s`` is the paper's score: the sequence score of eq. (3) for REAL/GRAD, the token
       log-ratio s_t for GRPO (so rho = e^s).
@@ -33,6 +39,11 @@ __all__ = [
     "real_weight",
     "bce_loss",
     "grad_weight",
+    "anchor_free_group_loss",
+    "real_class_weight_sum",
+    "real_weight_coupling",
+    "real_zero_temperature_loss",
+    "grpo_abs_advantage",
     "evaluate",
 ]
 
@@ -110,6 +121,81 @@ def bce_loss(s: sp.Expr, label: bool, t: sp.Expr = tau) -> sp.Expr:
 def grad_weight(s: sp.Expr, positive: bool, t: sp.Expr = tau) -> sp.Expr:
     """Eq. (6): (1/tau) sigma(-s/tau) for a positive, (1/tau) sigma(s/tau) for a negative."""
     return sigmoid(-s / t if positive else s / t) / t
+
+
+# ----------------------------------------------------------------------------- the derivation, completed
+def anchor_free_group_loss(pos: Sequence[sp.Expr], neg: Sequence[sp.Expr], t: sp.Expr = tau) -> sp.Expr:
+    """Eq. (4) without the anchor logit (no "1 +"): log(sum_{O+} e^{-s_i/tau}) + log(sum_{O-} e^{s_j/tau}).
+
+    Not a loss of the package: the counterfactual that shows what the anchor buys. A lone
+    positive's term is -s/tau, unbounded below, with the constant weight 1/tau:
+
+    >>> s = sp.Symbol("s", real=True)
+    >>> anchor_free_group_loss([s], [sp.Integer(0)])  # the negative's term is log(e^0) = 0
+    -s/tau
+    """
+    if not pos or not neg:
+        raise ValueError(f"the anchor-free loss needs both labels, got {len(pos)} positives, {len(neg)} negatives")
+    return sp.log(sum(sp.exp(-s / t) for s in pos)) + sp.log(sum(sp.exp(s / t) for s in neg))
+
+
+def real_class_weight_sum(class_scores: Sequence[sp.Expr], positive: bool, t: sp.Expr = tau) -> sp.Expr:
+    """Closed form of sum_{k in class} |W_k| of eq. (5) over one class of a group:
+
+        (1/tau) (1 - 1 / (1 + sum_{i in O+} e^{-s_i/tau}))   for the positives,
+        (1/tau) (1 - 1 / (1 + sum_{j in O-} e^{s_j/tau}))    for the negatives.
+
+    The weights of a class are (1/tau) times a softmax over the class and the anchor logit; the
+    anchor's share 1/(1 + sum) is what keeps the class total strictly below 1/tau. Returned as
+    (1/tau) U / (1 + U), U = the sum, the same value without the cancellation of 1 - 1/(1 + U)
+    when U is tiny (so that it evaluates accurately at any precision).
+
+    >>> real_class_weight_sum([sp.Integer(0), sp.Integer(0)], True)  # on-policy pair: 2/3 of 1/tau
+    2/(3*tau)
+    """
+    sign = -1 if positive else 1
+    u = sum(sp.exp(sign * s / t) for s in class_scores)
+    return (1 / t) * u / (1 + u)
+
+
+def real_weight_coupling(w_k: sp.Expr, w_j: sp.Expr, positive: bool) -> sp.Expr:
+    """d|W_k|/ds_j for two different rollouts k != j of the same class, in terms of their weights:
+
+        +|W_k| |W_j|  for positives (a rising positive j lowers C+_k, so k gets more weight),
+        -|W_k| |W_j|  for negatives (a rising negative j raises C-_k, so k gets less).
+
+    (With u_i = e^{-s_i/tau}, U = sum_{O+} u_i: |W_k| = (u_k/tau)/(1 + U) and du_j/ds_j = -u_j/tau,
+    so d|W_k|/ds_j = u_k u_j / (tau^2 (1 + U)^2) = |W_k||W_j|; the same with the sign flipped for
+    negatives.) Across classes the derivative is 0: eq. (4) is a sum of one term per class.
+
+    >>> real_weight_coupling(sp.Rational(1, 2), sp.Rational(1, 3), positive=False)
+    -1/6
+    """
+    return (1 if positive else -1) * w_k * w_j
+
+
+def real_zero_temperature_loss(pos: Sequence[sp.Expr], neg: Sequence[sp.Expr]) -> sp.Expr:
+    """lim_{tau -> 0+} tau L_REAL = max(0, -min_{O+} s_i) + max(0, max_{O-} s_j): a hinge at
+    margin 0 on the worst positive and the worst negative of the group (the anchor is the 0).
+
+    >>> real_zero_temperature_loss([sp.Integer(-1), sp.Integer(2)], [sp.Rational(1, 2)])  # 1 + 1/2
+    3/2
+    """
+    return sp.Max(0, -sp.Min(*pos)) + sp.Max(0, sp.Max(*neg))
+
+
+def grpo_abs_advantage(n_pos: sp.Expr, n: sp.Expr, positive: bool, eps: sp.Expr = sp.Rational(1, 10**6)) -> sp.Expr:
+    """|A| of GRPO's group advantage (r - mean r) / (std r + eps), unbiased std, for a positive or
+    a negative of a group with n_pos positives out of n rollouts (0 < n_pos < n):
+
+        |A+| = ((n - p)/n) / (sqrt(p (n - p) / (n (n - 1))) + eps),  |A-| = (p/n) / (same).
+
+    >>> grpo_abs_advantage(1, 4, positive=True, eps=0), grpo_abs_advantage(1, 4, positive=False, eps=0)
+    (3/2, 1/2)
+    """
+    n_pos, n = sp.sympify(n_pos), sp.sympify(n)  # exact rationals for Python ints
+    std = sp.sqrt(n_pos * (n - n_pos) / (n * (n - 1)))
+    return ((n - n_pos) / n if positive else n_pos / n) / (std + eps)
 
 
 # ----------------------------------------------------------------------------- numerics
