@@ -105,3 +105,10 @@ def test_several_benchmarks_are_macro_averaged():
     table = paired_difference_table(two, n_boot=500)
     assert table.loc["real", "diff"] == pytest.approx(0.2)  # (0.1 + 0.3) / 2, whatever each set's size
     assert table.loc["real", "low"] <= 0.2 <= table.loc["real", "high"] and table.loc["real", "verdict"] == "real better than grpo"
+
+
+def test_missing_per_problem_table_names_the_fix(tmp_path):
+    from rewards_as_labels.results import load_per_problem
+
+    with pytest.raises(FileNotFoundError, match="make -B evaluate"):
+        load_per_problem(tmp_path)

@@ -173,7 +173,8 @@ def load_per_problem(profile_dir: str | Path) -> pd.DataFrame:
     Raises ``FileNotFoundError`` naming ``make evaluate`` when it is missing."""
     path = Path(profile_dir) / "tables" / "per_problem.csv"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `make evaluate` (notebook 04) to write it")
+        raise FileNotFoundError(f"{path} is missing; run `make evaluate` (notebook 04) to write it "
+                                "(`make -B evaluate` when evaluation.csv predates per_problem.csv)")
     df = pd.read_csv(path, dtype={"seed": str, "benchmark": str, "problem_id": str})
     return df.assign(**{"pass@1": df["correct"] / df["samples"]})
 
