@@ -17,13 +17,13 @@ PROFILE_YAML := $(firstword $(wildcard configs/$(PROFILE).yaml src/rewards_as_la
 # a top-level `field: value` of the profile's YAML (empty when absent)
 profile_value = $(shell sed -n 's/^$(1): *\([^ #]*\).*/\1/p' $(PROFILE_YAML) 2>/dev/null)
 # smollm2 (a 135M model on CPU, ~20 s per RL step) trains the paper's three methods on one seed;
-# every other profile all five methods over two seeds
+# every other profile all five methods over three seeds (paired intervals in notebook 05)
 ifeq ($(PROFILE),smollm2)
 METHODS ?= real grad grpo
 SEEDS   ?= 0
 else
 METHODS ?= real grad grpo dapo gspo
-SEEDS   ?= 0 1
+SEEDS   ?= 0 1 2
 endif
 # jobs at once: the profile's concurrent_jobs (GPU profiles and smollm2: 1; tiny: 2). The training
 # runs get it as concurrent_jobs too, so their memory check counts every job sharing the device.

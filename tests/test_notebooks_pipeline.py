@@ -34,6 +34,11 @@ def test_train_evaluate_figures_on_smoke(tmp_path, monkeypatch):
     assert sorted(evaluation["method"]) == ["base", "grpo", "real"]
     assert {"pass@1", "pass@2", "greedy"} <= set(evaluation.columns)
     assert evaluation["pass@1"].between(0, 1).all()
+    # per-problem counts: the same test problems for every model, summing to each model's pass@1
+    per_problem = pd.read_csv(tmp_path / "runs/smoke/tables/per_problem.csv", dtype={"seed": str})
+    assert per_problem.groupby("method").size().to_dict() == {"base": cfg.n_test, "grpo": cfg.n_test, "real": cfg.n_test}
+    by_model = per_problem.groupby(["method", "seed"]).apply(lambda g: g.correct.sum() / g.samples.sum(), include_groups=False)
+    assert by_model.loc["real", "0"] == pytest.approx(evaluation.set_index("method").loc["real", "pass@1"])
 
     run_notebook(NB / "05_figures.ipynb", out / "05_figures.ipynb", {"profile": "smoke"}, progress=False)
     figures = tmp_path / "runs/smoke/figures"
@@ -44,6 +49,9 @@ def test_train_evaluate_figures_on_smoke(tmp_path, monkeypatch):
     assert list(table.index) == ["base", "real", "grpo"]
     # one seed per method: a value with no spread is printed alone, never as "± 0.000"
     assert "±" not in (tmp_path / "runs/smoke/tables/comparison.md").read_text()
+    # the paired interval of REAL - GRPO, and a verdict (which one, the smoke run does not decide)
+    assert table.loc["real", "vs grpo"] in {"cannot be told apart at this budget", "real better than grpo", "grpo better than real"}
+    assert table.loc["grpo", "vs grpo"] == "(reference)"
     assert table.loc["real", "pass@1"] == pytest.approx(evaluation.set_index("method").loc["real", "pass@1"], abs=5e-4)
     # held-out curves end at the trained policy: final.json is the last row of each run
     metrics = load_metrics(tmp_path / "runs/smoke")

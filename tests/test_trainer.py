@@ -191,3 +191,25 @@ def test_on_policy_single_pass_equals_separate_old_logprob_pass(smoke_cfg, metho
         torch.testing.assert_close(params[15][name], p, rtol=1e-4, atol=1e-6)
     for key in ("policy/entropy", "train/loss", "train/grad_norm"):
         assert rows[15][key] == pytest.approx(rows[0][key], rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.parametrize("minibatches, micro, rows", [
+    (2, 0, 8 + 8 + 8),    # old log-probs: 8 rows with graph (reused by the first update) + 8 without; second update 8
+    (1, 0, 16),           # on-policy: one forward, reused by the update
+    (2, 2, 16 + 8 + 16),  # 2-row micro-batches split groups: old 16; first update 8; second 8 without graph + 8
+])
+def test_first_minibatch_forward_is_made_once(smoke_cfg, monkeypatch, minibatches, micro, rows):
+    """Rows through the policy's forward in one step of P=4 prompts x n=4 rollouts (16 rows)."""
+    from rewards_as_labels.rollout import response_logprobs
+
+    seen = []
+
+    def counting(model, batch, *args, **kwargs):
+        seen.append(batch.batch_size)
+        return response_logprobs(model, batch, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "response_logprobs", counting)
+    cfg = smoke_cfg(method="real", total_steps=1, eval_every=0, minibatches_per_step=minibatches, micro_batch_size=micro,
+                    out=f"runs/forward-count-M{minibatches}-micro{micro}")
+    trainer_mod.train(cfg, progress=False)
+    assert sum(seen) == rows, seen

@@ -189,12 +189,15 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
                         pass@k, greedy, ...); with ``eval_sets`` the mean over benchmarks (Avg)
         ``benchmarks``  benchmarks.csv: one row per model and benchmark (None without ``eval_sets``)
         ``table``       benchmarks_pass@1.csv: :func:`benchmark_table` of it (None without ``eval_sets``)
+        ``per_problem`` per_problem.csv: one row per (method, seed, benchmark, problem_id) with
+                        ``correct`` of ``samples`` draws; the benchmark of the task's test split is
+                        "test". The paired statistics of :mod:`~rewards_as_labels.results` read it.
     """
     k = samples or cfg.test_samples
     sets = evaluation_sets(cfg) if split == "test" else {split: load_split(cfg, split)}
     models = models_to_evaluate(cfg)
     print(", ".join(f"{len(p)} {name} problems" for name, p in sets.items()) + f" x {k} samples; models: {len(models)}")
-    rows, backend = [], None
+    rows, per_problem, backend = [], [], None
     for method, seed, path in models:
         model, tokenizer = load_policy(cfg, path=path)
         # one sampler, sized for every prompt it will see; evaluate_policy syncs each model into it
@@ -204,6 +207,9 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
             res = evaluate_policy(model, tokenizer, problems, samples=k, temperature=cfg.eval_temperature,
                                   max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.data_seed, "test"),
                                   backend=backend, cfg=cfg)
+            per_problem.append(pd.DataFrame({"method": method, "seed": seed, "benchmark": name,
+                                             "problem_id": [str(i) for i in res["problem_ids"]],
+                                             "correct": res["per_problem_correct"], "samples": k}))
             rows.append({"method": method, "seed": seed, "checkpoint": str(path or cfg.model),
                          **({"benchmark": name} if cfg.eval_sets else {}),
                          **{key: v for key, v in res.items() if isinstance(v, (int, float))}})
@@ -217,6 +223,8 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
                              .mean().reset_index())
         out["table"] = benchmark_table(benchmarks)
         atomic_write_text(tables / "benchmarks_pass@1.csv", out["table"].to_csv())
+    out["per_problem"] = pd.concat(per_problem, ignore_index=True)
+    atomic_write_text(tables / "per_problem.csv", out["per_problem"].to_csv(index=False))
     atomic_write_text(tables / "evaluation.csv", out["evaluation"].to_csv(index=False))
-    print("wrote", tables / "evaluation.csv")
+    print("wrote", tables / "evaluation.csv", "and", tables / "per_problem.csv")
     return out

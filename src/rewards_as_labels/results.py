@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .config import METHODS, parse_run_name
@@ -103,3 +104,135 @@ def gain_over_base(evaluation: pd.DataFrame, metric: str = "pass@1") -> pd.DataF
     gain = trained.groupby("method", sort=False)[metric].agg(["mean", "std", "min", "max"]).sub([base, 0, base, base], axis=1)
     gain.columns = ["gain over base (mean)", "std over seeds", "worst seed gain", "best seed gain"]
     return (100 * gain).rename_axis(f"{metric} points")
+
+
+# ----------------------------------------------------------------------------- paired statistics
+CANNOT_TELL = "cannot be told apart at this budget"
+
+
+def paired_bootstrap(a, b, *, n_boot: int = 10_000, confidence: float = 0.95, seed: int = 0, paired: bool = True) -> dict:
+    """Bootstrap confidence interval of ``mean(a) - mean(b)``, paired by problem and seed.
+
+    ``a`` and ``b`` hold one statistic per (seed, problem) of two methods, shape ``[seeds, problems]``
+    (a 1-D array is one seed), e.g. each problem's fraction of correct samples; row ``s`` of both is
+    the same seed and column ``p`` the same problem. The estimate is the mean over seeds and problems
+    of the difference ``d = a - b``. A bootstrap replicate draws ``problems`` problem indices with
+    replacement (as multinomial counts, so it is vectorised) and averages ``d`` over them and over
+    the seeds; the same indices serve both methods and every seed, because every run answered the
+    same test problems: what is resampled is the draw of problems, and pairing cancels how hard each
+    one is. Seeds are not resampled (there are too few); they enter through the mean over them.
+    ``paired=False`` resamples the two methods' problems independently (for comparison only).
+
+    Returns ``{"diff", "low", "high", "confidence", "n_boot", "replicates"}`` (``replicates``:
+    ``[n_boot]``); deterministic given ``seed`` (a ``numpy.random.Generator``).
+    Raises ``ValueError`` when the shapes differ or a value is not finite.
+
+    >>> a = np.array([[1.0, 0.5, 0.0, 1.0, 0.5, 1.0, 0.5, 0.0],    # seed 0: 8 problems
+    ...               [1.0, 1.0, 0.0, 0.5, 0.5, 1.0, 1.0, 0.5]])   # seed 1
+    >>> r = paired_bootstrap(a, a - 0.25 * (a > 0))  # b: 0.25 lower wherever a is not 0
+    >>> round(r["diff"], 4), round(r["low"], 4), round(r["high"], 4), verdict(r["low"], r["high"], "a", "b")
+    (0.2031, 0.1406, 0.25, 'a better than b')
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = (a[None, :] if a.ndim == 1 else a), (b[None, :] if b.ndim == 1 else b)
+    if a.shape != b.shape or a.ndim != 2 or a.size == 0:
+        raise ValueError(f"a and b must be [seeds, problems] arrays of one shape, got {a.shape} and {b.shape}; "
+                         "pair them by seed and problem first (paired_difference_table does)")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("a and b must be finite; a NaN usually means a problem missing from one run")
+    if n_boot < 1 or not 0 < confidence < 1:
+        raise ValueError(f"need n_boot >= 1 and 0 < confidence < 1, got {n_boot} and {confidence}")
+    n = a.shape[1]
+    rng = np.random.default_rng(seed)
+    uniform = np.full(n, 1.0 / n)
+    counts = rng.multinomial(n, uniform, size=n_boot)  # [n_boot, problems]: times each problem is drawn
+    if paired:
+        replicates = counts @ (a - b).mean(axis=0) / n  # [n_boot]
+    else:
+        counts_b = rng.multinomial(n, uniform, size=n_boot)  # [n_boot, problems]
+        replicates = (counts @ a.mean(axis=0) - counts_b @ b.mean(axis=0)) / n  # [n_boot]
+    low, high = np.quantile(replicates, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return {"diff": float((a - b).mean()), "low": float(low), "high": float(high),
+            "confidence": confidence, "n_boot": n_boot, "replicates": replicates}
+
+
+def verdict(low: float, high: float, name_a: str, name_b: str) -> str:
+    """What an interval of ``a - b`` says: which is better, or that they cannot be told apart.
+
+    >>> verdict(-0.01, 0.03, "real", "grpo"), verdict(0.01, 0.03, "real", "grpo")
+    ('cannot be told apart at this budget', 'real better than grpo')
+    """
+    if low <= 0 <= high:
+        return CANNOT_TELL
+    return f"{name_a} better than {name_b}" if low > 0 else f"{name_b} better than {name_a}"
+
+
+def load_per_problem(profile_dir: str | Path) -> pd.DataFrame:
+    """``tables/per_problem.csv`` (written by ``make evaluate``): one row per (method, seed,
+    benchmark, problem_id) with ``correct`` of ``samples`` draws and ``pass@1 = correct / samples``.
+    Raises ``FileNotFoundError`` naming ``make evaluate`` when it is missing."""
+    path = Path(profile_dir) / "tables" / "per_problem.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; run `make evaluate` (notebook 04) to write it "
+                                "(`make -B evaluate` when evaluation.csv predates per_problem.csv)")
+    df = pd.read_csv(path, dtype={"seed": str, "benchmark": str, "problem_id": str})
+    return df.assign(**{"pass@1": df["correct"] / df["samples"]})
+
+
+def paired_arrays(per_problem: pd.DataFrame, method: str, reference: str, value: str = "pass@1") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(a, b, seeds)``: ``value`` of ``method`` and ``reference`` as ``[seeds, problems]`` arrays,
+    rows the seeds both have (sorted), columns the problems in one order. ``per_problem`` has columns
+    method, seed, problem_id, ``value``. Raises ``ValueError`` naming what does not match: a method
+    with no rows, seeds that only one method has, or problems missing from a run."""
+    tables = {}
+    for m in (method, reference):
+        rows = per_problem[per_problem["method"] == m]
+        if rows.empty:
+            raise ValueError(f"no per-problem rows for method {m!r}; methods present: {sorted(set(per_problem['method']))}")
+        if rows.duplicated(["seed", "problem_id"]).any():
+            raise ValueError(f"method {m!r} has a (seed, problem_id) twice; filter per_problem to one benchmark first")
+        tables[m] = rows.pivot(index="seed", columns="problem_id", values=value)
+    ta, tb = tables[method], tables[reference]
+    if set(ta.index) != set(tb.index):
+        raise ValueError(f"seeds differ: {method} has {sorted(ta.index)}, {reference} has {sorted(tb.index)}; "
+                         "pairing needs the same seeds (train the missing runs or drop the extra ones)")
+    if set(ta.columns) != set(tb.columns) or ta.isna().any().any() or tb.isna().any().any():
+        raise ValueError(f"{method} and {reference} did not answer the same problems in every seed; rerun `make evaluate`")
+    seeds = sorted(ta.index, key=lambda s: (len(s), s))
+    cols = sorted(ta.columns)
+    return ta.loc[seeds, cols].to_numpy(), tb.loc[seeds, cols].to_numpy(), seeds
+
+
+def paired_difference_table(per_problem: pd.DataFrame, reference: str = "grpo", value: str = "pass@1",
+                            methods: list[str] | None = None, **bootstrap) -> pd.DataFrame:
+    """Each method's difference in ``value`` to ``reference`` with a paired bootstrap interval and a verdict.
+
+    One row per method other than ``reference`` (and "base"): ``diff`` (mean over seeds and
+    problems, in the units of ``value``), ``low`` / ``high`` (the interval of
+    :func:`paired_bootstrap`), ``seeds`` and ``verdict``. With several benchmarks each is
+    resampled on its own and the replicates averaged, like the macro average (Avg) of the tables.
+    ``bootstrap``: keyword arguments of :func:`paired_bootstrap` (n_boot, confidence, seed).
+
+    >>> pp = pd.DataFrame({"method": ["grpo"] * 4 + ["real"] * 4, "seed": ["0", "0", "1", "1"] * 2,
+    ...                    "benchmark": "test", "problem_id": ["p1", "p2"] * 4,
+    ...                    "pass@1": [0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]})
+    >>> paired_difference_table(pp, n_boot=100).loc["real"].to_dict()
+    {'diff': 0.0, 'low': 0.0, 'high': 0.0, 'seeds': 2, 'verdict': 'cannot be told apart at this budget'}
+    """
+    if "benchmark" not in per_problem:
+        per_problem = per_problem.assign(benchmark="test")
+    present = [m for m in dict.fromkeys(per_problem["method"]) if m not in ("base", reference)]
+    order = [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
+    rows = {}
+    for m in methods or order:
+        pairs = [paired_arrays(g, m, reference, value) for _, g in per_problem.groupby("benchmark", sort=False)]
+        parts = [paired_bootstrap(a, b, **bootstrap) for a, b, _ in pairs]
+        if len(parts) == 1:
+            low, high = parts[0]["low"], parts[0]["high"]
+        else:  # macro average over benchmarks, replicate by replicate
+            replicates = np.mean([p["replicates"] for p in parts], axis=0)  # [n_boot]
+            conf = parts[0]["confidence"]
+            low, high = np.quantile(replicates, [(1 - conf) / 2, (1 + conf) / 2])
+        rows[m] = {"diff": float(np.mean([p["diff"] for p in parts])), "low": float(low), "high": float(high),
+                   "seeds": len(pairs[0][2]), "verdict": verdict(low, high, m, reference)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["diff", "low", "high", "seeds", "verdict"])

@@ -5,7 +5,8 @@ Per step (paper's recipe, CPU-sized by the config):
     2. generate n rollouts per prompt in one batched call (rollout backend)
     3. verify -> binary rewards; group advantages (for the ratio-based methods)
     4. old log-probs (and entropy) of the sampling policy by one forward pass of the
-       training model -- the quantity the ratio / score is taken against
+       training model -- the quantity the ratio / score is taken against; the first mini-batch's
+       rows, when it is one pass, by the forward with graph that its update then reuses
     5. ``for mb in minibatches(rollouts, cfg): update(model, optimizer, scheduler, mb, cfg, step)``:
        M optimiser mini-batches of whole groups; the first is on-policy (s = 0), later ones are
        off-policy (s != 0), as the paper's 4 mini-batches
@@ -261,9 +262,12 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     weight_log = JsonlWriter(run_dir / "weight_samples.jsonl", start_step)
 
     P, n = cfg.prompts_per_step, cfg.rollouts_per_prompt
-    # one mini-batch in one pass is on-policy: pi_old is the update's own forward (s = 0 in value, TRL's
-    # default too), so that forward runs once, in the old_logprobs phase, and keeps its graph for the update
-    on_policy = cfg.minibatches_per_step == 1 and len(micro_batches(P * n, cfg.micro_batch_size)) == 1
+    # the step's first mini-batch is on-policy: pi_old is its update's own forward (s = 0 in value, TRL's
+    # default too). When that mini-batch is one pass (one micro-batch), its forward runs once, in the
+    # old_logprobs phase, and keeps its graph for the update; only the later mini-batches' rows get a
+    # forward without graph (row by row the same numbers: a row's log-probs do not depend on its batch)
+    first_rows = P // cfg.minibatches_per_step * n
+    reuse_first = len(micro_batches(first_rows, cfg.micro_batch_size)) == 1
     bar = tqdm(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
                desc=f"{cfg.method} s{cfg.seed}", disable=not progress, dynamic_ncols=True)
     for step in bar:
@@ -286,10 +290,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
             rewards = rewards.view(P, n)  # [P, n]
             advantages = O.group_advantages(rewards).flatten()  # [P*n]
         with _timed(times, "old_logprobs"):
-            fresh = None  # on-policy: the forward with grad that the update reuses
-            if on_policy:
-                fresh, entropy = response_logprobs(model, batch, cfg.temperature, with_entropy=True)  # [B, T] each
-                old_lp = fresh.detach()
+            fresh = None  # the first mini-batch's forward with grad, which its update reuses
+            if reuse_first:
+                fresh, entropy = response_logprobs(model, batch.select(slice(0, first_rows)), cfg.temperature, with_entropy=True)  # [b, T] each
+                old_lp, entropy = fresh.detach(), entropy.detach()  # [b, T] each
+                if first_rows < P * n:  # the later mini-batches' rows
+                    rest_lp, rest_entropy = logprobs_no_grad(model, batch.select(slice(first_rows, P * n)), cfg, with_entropy=True)
+                    old_lp, entropy = torch.cat([old_lp, rest_lp]), torch.cat([entropy, rest_entropy])  # [B, T] each
             else:
                 old_lp, entropy = logprobs_no_grad(model, batch, cfg, with_entropy=True)  # [B, T] each
             ref_lp = logprobs_no_grad(ref_model, batch, cfg) if ref_model is not None else None  # [B, T]
@@ -302,7 +309,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         stats = []
         with _timed(times, "update"):
             for m, mb in enumerate(minibatches(rollouts, cfg)):
-                mb_stats, seen = update(model, optimizer, scheduler, mb, cfg, step, first=m == 0, logprobs=fresh)
+                mb_stats, seen = update(model, optimizer, scheduler, mb, cfg, step, first=m == 0, logprobs=fresh if m == 0 else None)
                 stats.append(mb_stats)
         with _timed(times, "sync"):
             backend.sync_weights(model)  # a no-op for HF; vLLM reloads the weights in place
