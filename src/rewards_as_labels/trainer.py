@@ -30,7 +30,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import objectives as O
 from .checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
@@ -264,7 +264,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     # one mini-batch in one pass is on-policy: pi_old is the update's own forward (s = 0 in value, TRL's
     # default too), so that forward runs once, in the old_logprobs phase, and keeps its graph for the update
     on_policy = cfg.minibatches_per_step == 1 and len(micro_batches(P * n, cfg.micro_batch_size)) == 1
-    bar = tqdm(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
+    bar = progress_bar(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
                desc=f"{cfg.method} s{cfg.seed}", disable=not progress, dynamic_ncols=True)
     for step in bar:
         times: dict[str, float] = {}
