@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 
 import nbformat
+import pytest
 
 from rewards_as_labels.progress import PROGRESS_ENV, progress_bar, to_terminal
 from rewards_as_labels.tools.notebook import run_notebook
@@ -23,9 +25,17 @@ print("total", total)
 """
 
 
-def test_notebook_outputs_hold_results_not_bar_refreshes(tmp_path, capfd, monkeypatch):
-    monkeypatch.delenv(PROGRESS_ENV, raising=False)
-    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+@pytest.mark.parametrize("widgets", [True, False], ids=["ipywidgets", "no-ipywidgets"])
+def test_notebook_outputs_hold_results_not_bar_refreshes(tmp_path, capfd, monkeypatch, widgets):
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS", "PYTHONWARNINGS", PROGRESS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    # ipykernel leaves file descriptors 1 and 2 alone when it sees this variable; under make it
+    # redirects them into the notebook, which is the case to test (sys.__stderr__ would leak there)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    if not widgets:  # the kernel cannot import ipywidgets: where tqdm.auto warns "IProgress not found"
+        (tmp_path / "shadow/ipywidgets").mkdir(parents=True)
+        (tmp_path / "shadow/ipywidgets/__init__.py").write_text("raise ImportError('no ipywidgets here')\n")
+        monkeypatch.setenv("PYTHONPATH", f"{tmp_path / 'shadow'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     src = tmp_path / "bars.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CODE)]), src)
     run_notebook(src, tmp_path / "out.ipynb", progress=False)
@@ -35,7 +45,7 @@ def test_notebook_outputs_hold_results_not_bar_refreshes(tmp_path, capfd, monkey
         assert clutter not in outputs, clutter
     # our bar went to the kernel's real stderr, i.e. the runner's terminal (here: pytest's fd 2)
     assert "ours: 100%" in capfd.readouterr().err
-    assert PROGRESS_ENV not in __import__("os").environ  # the runner restores the environment
+    assert PROGRESS_ENV not in os.environ  # the runner restores the environment
 
 
 def test_progress_bar_outside_the_runner_is_tqdm_auto(monkeypatch):

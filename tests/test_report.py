@@ -46,6 +46,7 @@ def test_report_index_links_resolve(tmp_path, capsys):
     assert {"notebooks/01_toy.html", "tables/comparison.html", "../figures/curve.png", "../figures/curve.pdf",
             "notebooks/03_train-real-s0.FAILED.html"} <= set(targets)
     assert '<img src="../figures/curve.png"' in text
+    assert "<td>0.469</td>" in text  # a short table is shown on the index too
     assert "failed" in text.split("03_train-real-s0.FAILED")[0].rsplit("<h2", 1)[1]  # listed under the failures
     page = (run / "report/notebooks/01_toy.html").read_text()
     assert "A title" in page and "<pre>2</pre>" in page  # the markdown and the stored output

@@ -9,6 +9,7 @@ executed notebook stores results, not one output line per refresh. Anywhere else
 The runner also sets ``HF_HUB_DISABLE_PROGRESS_BARS`` and ``HF_DATASETS_DISABLE_PROGRESS_BARS``
 for the kernel, which turn off transformers' ("Loading weights"), huggingface_hub's and datasets'
 own bars: they cannot be pointed at another stream, and their refreshes would fill the notebook.
+It silences tqdm's "IProgress not found" warning there too (``PYTHONWARNINGS``, if not already set).
 
 Why not ``sys.__stderr__``: ipykernel redirects file descriptor 2 itself into a pipe that it
 forwards to the notebook, so ``sys.__stderr__`` lands in the stored outputs too. The kernel's
@@ -24,8 +25,11 @@ import os
 import sys
 
 PROGRESS_ENV = "REWARDS_AS_LABELS_PROGRESS"
-# what the notebook runner sets for its kernel: our bars to the terminal, the libraries' bars off
-RUNNER_ENV = {PROGRESS_ENV: "terminal", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+# what the notebook runner sets for its kernel: our bars to the terminal, the libraries' bars off,
+# and tqdm.auto's "IProgress not found" warning silenced (no widget is wanted there; importing
+# transformers imports tqdm.auto, which warns where ipywidgets is missing)
+RUNNER_ENV = {PROGRESS_ENV: "terminal", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+              "PYTHONWARNINGS": "ignore:IProgress not found"}
 
 
 def to_terminal() -> bool:

@@ -6,7 +6,8 @@ Reads what ``make reproduce`` left in the run folder and writes ``<run>/report/`
 
 - ``notebooks/<name>.html``: every executed notebook of ``<run>/notebooks/`` (nbconvert's lab
   template; their figures are already inside them). ``*.FAILED.ipynb`` copies are listed apart.
-- ``tables/<name>.html``: every ``<run>/tables/*.csv`` as an HTML table.
+- ``tables/<name>.html``: every ``<run>/tables/*.csv`` as an HTML table (shown on the index
+  too when it has at most ``INLINE_ROWS`` rows).
 - ``index.html``: links to each of them, and each figure of ``<run>/figures/`` shown inline and
   linked (with its PDF where there is one). Figures are referenced, not copied
   (``../figures/...``), so the report stays next to the run folder it describes.
@@ -52,11 +53,18 @@ def notebook_html(path: Path) -> str:
     return body
 
 
+INLINE_ROWS = 30  # tables up to this long are also shown on the index page itself
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV table with every cell as written (no float reformatting, empty cells stay empty)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
 def table_html(path: Path) -> str:
-    """A CSV table as an HTML page (no index column; floats as written in the CSV)."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    """A CSV table as an HTML page."""
     return _page(path.stem, f"<h1>{html.escape(path.stem)}</h1>\n<p>from <code>{html.escape(path.name)}</code></p>\n"
-                 + frame.to_html(index=False, border=0, escape=True))
+                 + read_table(path).to_html(index=False, border=0, escape=True))
 
 
 def build_report(run: str | Path) -> Path:
@@ -85,11 +93,14 @@ def build_report(run: str | Path) -> Path:
             sections += ['<h2 class="failed">Notebooks that failed (executed up to the error)</h2>', "<ul>",
                          *[_link(f"notebooks/{nb.stem}.html", nb.stem, "failed") for nb in failed], "</ul>"]
         if tables:
-            sections += ["<h2>Tables</h2>", "<ul>"]
+            sections.append("<h2>Tables</h2>")
             for table in tables:
                 atomic_write_text(out / "tables" / f"{table.stem}.html", table_html(table))
-                sections.append(_link(f"tables/{table.stem}.html", table.stem))
-            sections.append("</ul>")
+                frame = read_table(table)
+                sections.append(f'<h3><a href="tables/{html.escape(table.stem)}.html">{html.escape(table.stem)}</a> '
+                                f"({len(frame)} rows)</h3>")
+                if len(frame) <= INLINE_ROWS:
+                    sections.append(frame.to_html(index=False, border=0, escape=True))
         if figures:
             sections.append("<h2>Figures</h2>")
             for png in figures:
