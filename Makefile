@@ -211,8 +211,10 @@ bench-trl: | $(STAMP)
 REPORT := $(RUN)/report/index.html
 report: $(REPORT)
 reproduce: $(REPORT)
+# (what exists already is a prerequisite too, so a notebook or table rerun alone refreshes the report)
 $(REPORT): $(RUN)/notebooks/01_derivations.ipynb $(RUN)/notebooks/02_autograd_verification.ipynb \
-		$(RUN)/tables/comparison.csv src/rewards_as_labels/tools/report.py | $(STAMP)
+		$(RUN)/tables/comparison.csv src/rewards_as_labels/tools/report.py \
+		$(wildcard $(RUN)/notebooks/*.ipynb $(RUN)/tables/*.csv $(RUN)/figures/*.png) | $(STAMP)
 	$(call stage,report: open $@)
 	$(PY) -m rewards_as_labels.tools.report --run $(RUN)
 

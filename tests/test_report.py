@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -63,3 +65,14 @@ def test_report_rebuild_replaces_and_empty_run_fails(tmp_path):
     assert not [p for p in run.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
     with pytest.raises(SystemExit, match="nothing to report in .*make reproduce"):
         build_report(tmp_path / "runs/empty")
+
+
+def test_make_reproduce_ends_with_the_report():
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    lines = subprocess.run(["make", "-n", "-B", "reproduce", "PROFILE=smoke", "VENV=/some/venv", "ACCEL=cpu"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    report = [i for i, line in enumerate(lines) if "-m rewards_as_labels.tools.report --run runs/smoke" in line]
+    figures = [i for i, line in enumerate(lines) if "05_figures.ipynb" in line]
+    assert report and figures and report[0] > figures[-1], "\n".join(lines[-5:])
