@@ -78,7 +78,7 @@ stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
 # profiles whose rollout_backend is vllm get vLLM installed first
 BACKEND_STAMP := $(if $(filter vllm,$(call profile_value,rollout_backend)),$(VLLM_STAMP))
 
-.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean
+.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean report lab
 
 help:
 	@echo "make reproduce            everything: derive, verify, data, warmstart, train all, evaluate, figures"
@@ -87,6 +87,8 @@ help:
 	@echo "make data | warmstart     task splits; supervised warm start of the base policy"
 	@echo "make train METHOD=real SEED=0   one RL run (resumes if interrupted)"
 	@echo "make evaluate | figures   notebook 04 (test-split pass@k) / 05 (figures from saved metrics)"
+	@echo "make report               static HTML of the executed notebooks, tables, figures: runs/<profile>/report/index.html"
+	@echo "make lab                  JupyterLab on notebooks/ with the package's kernel (step through by hand)"
 	@echo "make bench                time of each training phase per method"
 	@echo "make bench-backends       rollout tokens/s, HF vs vLLM (SMOLLM2=1 adds SmolLM2-135M)"
 	@echo "make setup | setup-vllm   the pinned environment in .venv (ACCEL=auto|cpu|cuda); vLLM into it"
@@ -202,3 +204,22 @@ clean:
 bench-trl: | $(STAMP)
 	$(call stage,bench-trl: our trainer vs TRL GRPOTrainer)
 	$(PY) -m rewards_as_labels.tools.bench_trl --profile $(PROFILE)
+
+# ----------------------------------------------------------------------------- reading along: report and lab (issue 10)
+# the executed notebooks, tables and figures of $(RUN) as static HTML: open $(RUN)/report/index.html.
+# It only reads; `make reproduce` ends with it.
+REPORT := $(RUN)/report/index.html
+report: $(REPORT)
+reproduce: $(REPORT)
+# (what exists already is a prerequisite too, so a notebook or table rerun alone refreshes the report)
+$(REPORT): $(RUN)/notebooks/01_derivations.ipynb $(RUN)/notebooks/02_autograd_verification.ipynb \
+		$(RUN)/tables/comparison.csv src/rewards_as_labels/tools/report.py \
+		$(wildcard $(RUN)/notebooks/*.ipynb $(RUN)/tables/*.csv $(RUN)/figures/*.png) | $(STAMP)
+	$(call stage,report: open $@)
+	$(PY) -m rewards_as_labels.tools.report --run $(RUN)
+
+# JupyterLab on notebooks/ with the package's kernel, kernels started in this folder (as under make);
+# LAB_ARGS: more jupyter lab options, e.g. LAB_ARGS="--no-browser --port=8890" (as root: --allow-root)
+LAB_ARGS ?=
+lab: | $(STAMP)
+	$(PY) -m rewards_as_labels.tools.lab $(LAB_ARGS)

@@ -21,7 +21,7 @@ from collections import defaultdict
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .backends import make_backend
 from .checkpoint import latest_checkpoint
@@ -95,7 +95,7 @@ def evaluate_policy(
     greedy_counts = dict.fromkeys(OUTCOMES, 0)
     greedy_correct = 0
     tokens = 0
-    for b, start in enumerate(tqdm(starts, desc="evaluate", disable=not show, leave=False)):
+    for b, start in enumerate(progress_bar(starts, desc="evaluate", disable=not show, leave=False)):
         chunk = problems[start : start + batch_size]
         prompts = [format_prompt(tokenizer, p, cfg) for p in chunk]
         batch = backend.generate(

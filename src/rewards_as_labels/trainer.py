@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import objectives as O
 from .checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
@@ -268,7 +268,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     # forward without graph (row by row the same numbers: a row's log-probs do not depend on its batch)
     first_rows = P // cfg.minibatches_per_step * n
     reuse_first = len(micro_batches(first_rows, cfg.micro_batch_size)) == 1
-    bar = tqdm(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
+    bar = progress_bar(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
                desc=f"{cfg.method} s{cfg.seed}", disable=not progress, dynamic_ncols=True)
     for step in bar:
         times: dict[str, float] = {}

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .evaluation import evaluate_policy
 from .io import atomic_directory, atomic_write_json, package_versions
@@ -128,7 +128,7 @@ def warmstart(cfg, force: bool = False) -> Path:
     losses: list[float] = []
     start = time.perf_counter()
     batches = _batches(len(sft), cfg.warmstart_batch_size, cfg.warmstart_steps, generator)
-    bar = tqdm(batches, total=cfg.warmstart_steps, desc="warmstart", mininterval=2.0)
+    bar = progress_bar(batches, total=cfg.warmstart_steps, desc="warmstart", mininterval=2.0)
     for index in bar:
         ids, mask, labels = encode_supervised(tokenizer, [sft[i] for i in index.tolist()])  # [B, T] each
         # transformers shifts labels internally and averages over non-ignored tokens

@@ -10,6 +10,9 @@ error, and the executed copy to open (``OUT`` with ``.FAILED`` before ``.ipynb``
 1, so that Make stops and names the target that failed.
 The executed copy is written next to OUT under a temporary name and renamed on success,
 so a stale OUT never passes for a fresh one.
+The kernel gets ``progress.RUNNER_ENV``: the package's progress bars draw on the terminal (and
+the Make log) instead of being stored in the notebook, one output line per refresh, and the
+bars of transformers, huggingface_hub and datasets are off. A variable already set is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import yaml
 
 from ..config import parse_overrides
 from ..io import ensure_writable_dir
+from ..progress import RUNNER_ENV
 
 
 def run_notebook(src: str | Path, dst: str | Path, parameters: dict | None = None, progress: bool = True) -> Path:
@@ -40,6 +44,8 @@ def run_notebook(src: str | Path, dst: str | Path, parameters: dict | None = Non
     failed = dst.with_name(f"{dst.stem}.FAILED.ipynb")
     for stale in dst.parent.glob(f".{dst.stem}.running-*.ipynb"):  # left by a killed run
         stale.unlink(missing_ok=True)
+    added = {k: v for k, v in RUNNER_ENV.items() if k not in os.environ}  # the kernel inherits os.environ
+    os.environ.update(added)
     try:
         pm.execute_notebook(str(src), str(tmp), parameters=parameters or {}, progress_bar=progress, kernel_name="python3")
         os.replace(tmp, dst)
@@ -56,6 +62,8 @@ def run_notebook(src: str | Path, dst: str | Path, parameters: dict | None = Non
         where = f"open the partly executed copy: {failed}" if failed.exists() else f"no executed copy was written ({dst})"
         raise SystemExit(f"\nnotebook {src} did not run: {type(exc).__name__}: {exc}\n{where}\n") from None
     finally:
+        for k in added:
+            os.environ.pop(k, None)
         if tmp.exists():
             tmp.unlink()
     failed.unlink(missing_ok=True)
