@@ -78,7 +78,7 @@ stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
 # profiles whose rollout_backend is vllm get vLLM installed first
 BACKEND_STAMP := $(if $(filter vllm,$(call profile_value,rollout_backend)),$(VLLM_STAMP))
 
-.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean
+.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean sweep sweep-grid
 
 help:
 	@echo "make reproduce            everything: derive, verify, data, warmstart, train all, evaluate, figures"
@@ -88,6 +88,7 @@ help:
 	@echo "make train METHOD=real SEED=0   one RL run (resumes if interrupted)"
 	@echo "make evaluate | figures   notebook 04 (test-split pass@k) / 05 (figures from saved metrics)"
 	@echo "make bench                time of each training phase per method"
+	@echo "make sweep [SWEEP=smoke]  stability map: grid of short runs over method x M x lr x seed, notebook 06"
 	@echo "make bench-backends       rollout tokens/s, HF vs vLLM (SMOLLM2=1 adds SmolLM2-135M)"
 	@echo "make setup | setup-vllm   the pinned environment in .venv (ACCEL=auto|cpu|cuda); vLLM into it"
 	@echo "make check-install        resolve every platform's set from public indexes only"
@@ -202,3 +203,34 @@ clean:
 bench-trl: | $(STAMP)
 	$(call stage,bench-trl: our trainer vs TRL GRPOTrainer)
 	$(PY) -m rewards_as_labels.tools.bench_trl --profile $(PROFILE)
+
+# ----------------------------------------------------------------------------- stability sweep
+# make sweep [SWEEP=default|smoke]: the grid src/rewards_as_labels/configs/sweeps/$(SWEEP).yaml (or
+# ./configs/sweeps/) names its profile, so `sweep` re-enters make with PROFILE set to it. Every run
+# is an ordinary training run with its own final.json target under $(RUN)/sweep/ (resumable, -j safe);
+# rewards_as_labels.sweep expands the grid into the run names and each run's overrides (one source).
+SWEEP ?= default
+SWEEP_CLI := $(PY) -m rewards_as_labels.sweep
+SWEEP_YAML := $(firstword $(wildcard configs/sweeps/$(SWEEP).yaml src/rewards_as_labels/configs/sweeps/$(SWEEP).yaml))
+
+sweep: | $(STAMP)
+	@test -n "$(SWEEP_YAML)" || { echo "error: no sweep grid $(SWEEP) (configs/sweeps/$(SWEEP).yaml)" >&2; exit 2; }
+	$(MAKE) --no-print-directory sweep-grid SWEEP=$(SWEEP) PROFILE=$$(sed -n 's/^profile: *\([^ #]*\).*/\1/p' $(SWEEP_YAML))
+
+# below, PROFILE is the grid's: `make sweep` sets it
+ifneq ($(filter sweep-grid,$(MAKECMDGOALS)),)
+SWEEP_RUNS := $(addprefix $(RUN)/sweep/,$(addsuffix /final.json,$(shell $(SWEEP_CLI) targets $(SWEEP))))
+endif
+sweep-grid: $(RUN)/tables/stability.csv
+	$(call stage,sweep $(SWEEP): $(words $(SWEEP_RUNS)) runs; $(RUN)/tables/stability.csv and $(RUN)/notebooks/06_stability.ipynb)
+
+$(RUN)/sweep/%/final.json: $(WARM) $(SWEEP_YAML) | $(STAMP)
+	$(call stage,sweep run $*)
+	@mkdir -p $(@D)
+	$(CLI) train --profile $(PROFILE) --resume --no-progress $(OVERRIDES) \
+		$$($(SWEEP_CLI) overrides $(SWEEP) $*) out=$(@D) concurrent_jobs=$(JOBS) > $(@D)/train.log 2>&1 \
+		|| { tail -20 $(@D)/train.log >&2; exit 1; }
+
+$(RUN)/tables/stability.csv: $(SWEEP_RUNS) $(SWEEP_YAML) notebooks/06_stability.ipynb | $(STAMP)
+	$(call stage,sweep $(SWEEP): notebook 06)
+	$(NB) notebooks/06_stability.ipynb $(RUN)/notebooks/06_stability.ipynb -p profile $(PROFILE) -p sweep $(SWEEP) $(OVERRIDES)
