@@ -41,7 +41,7 @@ from .config import METHODS, PACKAGE_PROFILES, USER_PROFILES, load_config
 from .methods import OFFPOLICY_KEYS
 
 GRID_FIELDS = ("profile", "steps", "methods", "minibatches", "learning_rates", "seeds", "overrides", "collapse")
-SPIKE_FACTOR = 5.0  # a step's largest mini-batch gradient norm above 5x the run's median counts as a spike
+SPIKE_FACTOR = 5.0  # a step's largest mini-batch gradient norm above 5x the run's median (non-zero steps) is a spike
 
 
 @dataclass
@@ -137,13 +137,14 @@ def collapse_step(rewards, reward_below: float = 0.02, steps: int = 10) -> int |
 
 
 def grad_norm_spikes(norms, factor: float = SPIKE_FACTOR) -> int:
-    """Steps whose gradient norm exceeds ``factor`` times the run's median.
+    """Steps whose gradient norm exceeds ``factor`` times the run's median over steps with a gradient
+    (zeros -- steps whose groups were all one-label -- are left out, else a collapsed run's median is 0).
 
-    >>> grad_norm_spikes([1.0, 1.2, 0.9, 8.0, 1.1])
-    1
+    >>> grad_norm_spikes([1.0, 1.2, 0.9, 8.0, 1.1]), grad_norm_spikes([1.0, 0.0, 0.0, 0.0, 1.1])
+    (1, 0)
     """
     norms = np.asarray(norms, dtype=float)
-    norms = norms[np.isfinite(norms)]
+    norms = norms[np.isfinite(norms) & (norms > 0)]
     return int((norms > factor * np.median(norms)).sum()) if norms.size else 0
 
 
