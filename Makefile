@@ -78,7 +78,7 @@ stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
 # profiles whose rollout_backend is vllm get vLLM installed first
 BACKEND_STAMP := $(if $(filter vllm,$(call profile_value,rollout_backend)),$(VLLM_STAMP))
 
-.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean sweep sweep-grid
+.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean sweep sweep-grid FORCE
 
 help:
 	@echo "make reproduce            everything: derive, verify, data, warmstart, train all, evaluate, figures"
@@ -224,13 +224,19 @@ endif
 sweep-grid: $(RUN)/tables/stability.csv
 	$(call stage,sweep $(SWEEP): $(words $(SWEEP_RUNS)) runs; $(RUN)/tables/stability.csv and $(RUN)/notebooks/06_stability.ipynb)
 
-$(RUN)/sweep/%/final.json: $(WARM) $(SWEEP_YAML) | $(STAMP)
+# a run's name fixes its method, M, lr, seed and steps; editing the grid retrains no finished run
+$(RUN)/sweep/%/final.json: $(WARM) | $(STAMP)
 	$(call stage,sweep run $*)
 	@mkdir -p $(@D)
 	$(CLI) train --profile $(PROFILE) --resume --no-progress $(OVERRIDES) \
 		$$($(SWEEP_CLI) overrides $(SWEEP) $*) out=$(@D) concurrent_jobs=$(JOBS) > $(@D)/train.log 2>&1 \
 		|| { tail -20 $(@D)/train.log >&2; exit 1; }
 
-$(RUN)/tables/stability.csv: $(SWEEP_RUNS) $(SWEEP_YAML) notebooks/06_stability.ipynb | $(STAMP)
+# the grid that wrote stability.csv last: another SWEEP on the same profile rewrites the table
+$(RUN)/stamps/sweep-grid: FORCE
+	@mkdir -p $(@D); [ "$$(cat $@ 2>/dev/null)" = "$(SWEEP)" ] || echo "$(SWEEP)" > $@
+FORCE:
+
+$(RUN)/tables/stability.csv: $(SWEEP_RUNS) $(SWEEP_YAML) $(RUN)/stamps/sweep-grid notebooks/06_stability.ipynb | $(STAMP)
 	$(call stage,sweep $(SWEEP): notebook 06)
 	$(NB) notebooks/06_stability.ipynb $(RUN)/notebooks/06_stability.ipynb -p profile $(PROFILE) -p sweep $(SWEEP) $(OVERRIDES)
