@@ -78,7 +78,7 @@ stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
 # profiles whose rollout_backend is vllm get vLLM installed first
 BACKEND_STAMP := $(if $(filter vllm,$(call profile_value,rollout_backend)),$(VLLM_STAMP))
 
-.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean report lab
+.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean report lab sweep sweep-grid FORCE
 
 help:
 	@echo "make reproduce            everything: derive, verify, data, warmstart, train all, evaluate, figures"
@@ -90,6 +90,7 @@ help:
 	@echo "make report               static HTML of the executed notebooks, tables, figures: runs/<profile>/report/index.html"
 	@echo "make lab                  JupyterLab on notebooks/ with the package's kernel (step through by hand)"
 	@echo "make bench                time of each training phase per method"
+	@echo "make sweep [SWEEP=smoke]  stability map: grid of short runs over method x M x lr x seed, notebook 06"
 	@echo "make bench-backends       rollout tokens/s, HF vs vLLM (SMOLLM2=1 adds SmolLM2-135M)"
 	@echo "make setup | setup-vllm   the pinned environment in .venv (ACCEL=auto|cpu|cuda); vLLM into it"
 	@echo "make check-install        resolve every platform's set from public indexes only"
@@ -223,3 +224,40 @@ $(REPORT): $(RUN)/notebooks/01_derivations.ipynb $(RUN)/notebooks/02_autograd_ve
 LAB_ARGS ?=
 lab: | $(STAMP)
 	$(PY) -m rewards_as_labels.tools.lab $(LAB_ARGS)
+
+# ----------------------------------------------------------------------------- stability sweep
+# make sweep [SWEEP=default|smoke]: the grid src/rewards_as_labels/configs/sweeps/$(SWEEP).yaml (or
+# ./configs/sweeps/) names its profile, so `sweep` re-enters make with PROFILE set to it. Every run
+# is an ordinary training run with its own final.json target under $(RUN)/sweep/ (resumable, -j safe);
+# rewards_as_labels.sweep expands the grid into the run names and each run's overrides (one source).
+SWEEP ?= default
+SWEEP_CLI := $(PY) -m rewards_as_labels.sweep
+SWEEP_YAML := $(firstword $(wildcard configs/sweeps/$(SWEEP).yaml src/rewards_as_labels/configs/sweeps/$(SWEEP).yaml))
+
+sweep: | $(STAMP)
+	@test -n "$(SWEEP_YAML)" || { echo "error: no sweep grid $(SWEEP) (configs/sweeps/$(SWEEP).yaml)" >&2; exit 2; }
+	$(MAKE) --no-print-directory sweep-grid SWEEP=$(SWEEP) PROFILE=$$(sed -n 's/^profile: *\([^ #]*\).*/\1/p' $(SWEEP_YAML))
+
+# below, PROFILE is the grid's: `make sweep` sets it
+ifneq ($(filter sweep-grid,$(MAKECMDGOALS)),)
+SWEEP_RUNS := $(addprefix $(RUN)/sweep/,$(addsuffix /final.json,$(shell $(SWEEP_CLI) targets $(SWEEP))))
+endif
+sweep-grid: $(RUN)/tables/stability.csv
+	$(call stage,sweep $(SWEEP): $(words $(SWEEP_RUNS)) runs; $(RUN)/tables/stability.csv and $(RUN)/notebooks/06_stability.ipynb)
+
+# a run's name fixes its method, M, lr, seed and steps; editing the grid retrains no finished run
+$(RUN)/sweep/%/final.json: $(WARM) | $(STAMP)
+	$(call stage,sweep run $*)
+	@mkdir -p $(@D)
+	$(CLI) train --profile $(PROFILE) --resume --no-progress $(OVERRIDES) \
+		$$($(SWEEP_CLI) overrides $(SWEEP) $*) out=$(@D) concurrent_jobs=$(JOBS) > $(@D)/train.log 2>&1 \
+		|| { tail -20 $(@D)/train.log >&2; exit 1; }
+
+# the grid that wrote stability.csv last: another SWEEP on the same profile rewrites the table
+$(RUN)/stamps/sweep-grid: FORCE
+	@mkdir -p $(@D); [ "$$(cat $@ 2>/dev/null)" = "$(SWEEP)" ] || echo "$(SWEEP)" > $@
+FORCE:
+
+$(RUN)/tables/stability.csv: $(SWEEP_RUNS) $(SWEEP_YAML) $(RUN)/stamps/sweep-grid notebooks/06_stability.ipynb | $(STAMP)
+	$(call stage,sweep $(SWEEP): notebook 06)
+	$(NB) notebooks/06_stability.ipynb $(RUN)/notebooks/06_stability.ipynb -p profile $(PROFILE) -p sweep $(SWEEP) $(OVERRIDES)

@@ -120,6 +120,85 @@ def weight_stats(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None = None) ->
     return stats
 
 
+# the keys offpolicy_stats logs (offpolicy/...), each with how a step combines its mini-batches' values
+OFFPOLICY_KEYS = {
+    "offpolicy/s_abs_max": "max",
+    "offpolicy/real/pos_corr_w_s": "mean", "offpolicy/grpo_token/pos_corr_w_s": "mean",
+    "offpolicy/grpo_token/pos_zeroed_frac": "mean", "offpolicy/clip/pos_zeroed_frac": "mean",
+    "offpolicy/real/neg_above1_share": "mean", "offpolicy/grpo_token/neg_above1_share": "mean",
+    "offpolicy/real/max_w_times_tau": "max",
+}
+
+
+@torch.no_grad()
+def offpolicy_stats(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None = None) -> dict[str, float]:
+    """The paper's mechanism in one *off-policy* mini-batch (s != 0), as scalars for the step's metrics line.
+
+    Call it only for a step's later mini-batches: on the first (s = 0) every value below is trivial.
+    Rollouts are those of mixed groups (one-label groups carry no weight); "positive"/"negative" is
+    the reward label, and a token's side is the sign of its advantage.
+
+    - ``offpolicy/s_abs_max``: the largest |s_i|, to read against tau.
+    - ``offpolicy/<f>/pos_corr_w_s``: Pearson correlation between a positive rollout's weight and
+      its s (``real``: |W| of eq. 5, falling in s; ``grpo_token``: the mean over the rollout's
+      tokens of |A| e^{s_t} with clipped tokens at 0, rising until the clip cuts it); left out when
+      fewer than 3 positives or a constant.
+    - ``offpolicy/grpo_token/pos_zeroed_frac``: fraction of positive-advantage tokens that GRPO's
+      clip (eps = clip_eps) zeroes at these ratios, whatever trains (GRPO: its own loss's clip).
+    - ``offpolicy/clip/pos_zeroed_frac``: the same with the training loss's own clip (GRPO, DAPO:
+      token mask; GSPO: sequence mask); absent for REAL and GRAD, which have no clip.
+    - ``offpolicy/<f>/neg_above1_share``: share of the total gradient weight (positives and
+      negatives) carried by negatives whose ratio is above 1 (``real``: s_i > 0; ``grpo_token``:
+      log-ratio of the token > 0) -- GRPO's "domination".
+    - ``offpolicy/real/max_w_times_tau``: REAL's largest |W| times tau; the paper's bound says < 1.
+
+    One group, three positives at s = 0.15, 0.05, -0.2 (one token each; none beyond GRPO's clip 0.2)
+    and one negative at s = 0.4 (ratio e^0.4 > 1):
+
+    >>> lp = torch.tensor([[0.15], [0.05], [-0.2], [0.4]]); old = torch.zeros(4, 1); mask = torch.ones(4, 1).bool()
+    >>> mb = MiniBatch(lp, old, mask, torch.tensor([[1., 1., 1., 0.]]), torch.tensor([.5, .5, .5, -1.5]))
+    >>> st = offpolicy_stats(Config(), mb)
+    >>> st["offpolicy/real/pos_corr_w_s"] < 0 < st["offpolicy/grpo_token/pos_corr_w_s"], st["offpolicy/grpo_token/pos_zeroed_frac"]
+    (True, 0.0)
+    >>> round(st["offpolicy/grpo_token/neg_above1_share"], 3)  # 1.5 e^0.4 / (1.5 e^0.4 + 0.5 (e^0.15 + e^0.05 + e^-0.2))
+    0.596
+    """
+    w = _weights(cfg, mb, cut)
+    G, n = mb.rewards.shape
+    pos, neg = w["labels"] & w["mixed"], ~w["labels"] & w["mixed"]  # [G, n]
+    tok_pos, tok_neg = w["tok_pos"], w["tok_neg"]  # [B, T]
+    w_tok = w["grpo_token"]  # [B, T]
+    lengths = mb.mask.sum(-1).clamp(min=1)  # [B]
+    w_grpo_rollout = (w_tok.sum(-1) / lengths).view(G, n)  # [G, n] mean token weight of each rollout
+    stats = {"offpolicy/s_abs_max": w["s"][w["mixed"]].abs().max().item()} if w["mixed"].any() else {}
+    for name, values in (("real", w["real"]), ("grpo_token", w_grpo_rollout)):
+        corr = _pearson(values[pos], w["s"][pos])
+        if corr is not None:
+            stats[f"offpolicy/{name}/pos_corr_w_s"] = corr
+    if tok_pos.any():
+        stats["offpolicy/grpo_token/pos_zeroed_frac"] = (w_tok[tok_pos] == 0).float().mean().item()
+        if cut is not None:
+            cut_tok = cut if cut.dim() == 2 else cut[:, None].expand_as(mb.mask)  # GSPO: the sequence's cut
+            stats["offpolicy/clip/pos_zeroed_frac"] = cut_tok[tok_pos].float().mean().item()
+    total_real = w["real"][w["mixed"]].sum()
+    if total_real > 0:
+        stats["offpolicy/real/neg_above1_share"] = (w["real"][neg & (w["s"] > 0)].sum() / total_real).item()
+        stats["offpolicy/real/max_w_times_tau"] = (w["real"].max() * cfg.tau).item()
+    total_tok = w_tok[tok_pos | tok_neg].sum()
+    if total_tok > 0:
+        stats["offpolicy/grpo_token/neg_above1_share"] = (w_tok[tok_neg & (w["log_ratio"] > 0)].sum() / total_tok).item()
+    return stats
+
+
+def _pearson(x: torch.Tensor, y: torch.Tensor) -> float | None:
+    """Pearson correlation of two 1-d tensors; None when fewer than 3 values or either is constant."""
+    if x.numel() < 3:
+        return None
+    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
+    denom = (x.square().sum() * y.square().sum()).sqrt()
+    return (x @ y / denom).item() if denom > 0 else None
+
+
 def weight_samples(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None = None) -> dict[str, list]:
     """Per-rollout (s, label, |W_real|, |W_grad|) of mixed groups and per-token (s_t, A, |W_grpo|)
     of non-zero-advantage tokens, as lists for ``weight_samples.jsonl`` and the empirical figure.

@@ -38,7 +38,7 @@ from .checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from .config import Config, derive_seed
 from .evaluation import evaluate_policy
 from .io import JsonlWriter, atomic_write_json, ensure_writable_dir, package_versions
-from .methods import WEIGHT_FORMULAS, MiniBatch, clip_fraction, policy_loss, weight_samples, weight_stats
+from .methods import OFFPOLICY_KEYS, WEIGHT_FORMULAS, MiniBatch, clip_fraction, offpolicy_stats, policy_loss, weight_samples, weight_stats
 from .modeling import format_prompt, load_policy
 from .backends import make_backend
 from .data import load_split
@@ -194,11 +194,13 @@ def update(model, optimizer, scheduler, mb: Rollouts, cfg: Config, step: int, *,
     optimizer.step()
     scheduler.step()
     inputs = replace(inputs, logprobs=inputs.logprobs.detach())
-    stats = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item()}
+    stats = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), "train/grad_norm_max": grad_norm.item()}
     if kl is not None:
         stats["train/kl"] = kl.item()
     if cut is not None:
         stats["train/clip_fraction"] = clip_fraction(cut, inputs.mask)
+    if not first:  # off-policy (s != 0): the mechanism the paper is about; on the first mini-batch it is trivial
+        stats.update(offpolicy_stats(cfg, inputs, cut))
     return {**stats, **weight_stats(cfg, inputs, cut)}, (inputs, cut)
 
 
@@ -210,6 +212,8 @@ def _mean(values: list[float]) -> float:
 # a mini-batch lacks (a weight side with no rollout in it) is reduced over the mini-batches that have it.
 STEP_REDUCERS: dict[str, Callable[[list[float]], float]] = {
     "train/loss": _mean, "train/grad_norm": _mean, "train/kl": _mean, "train/clip_fraction": _mean,
+    "train/grad_norm_max": max,  # the largest mini-batch's (pre-clip) norm: a spike a mean would hide
+    **{name: {"mean": _mean, "max": max}[how] for name, how in OFFPOLICY_KEYS.items()},  # off-policy mini-batches only
     **{f"weights/{f}/{side}_mean": _mean for f in WEIGHT_FORMULAS for side in ("pos", "neg")},
     **{f"weights/{f}/{side}_max": max for f in WEIGHT_FORMULAS for side in ("pos", "neg")},
 }
