@@ -44,7 +44,7 @@ CASES = {
     "gspo-M2-micro2-split": dict(method="gspo", minibatches_per_step=2, micro_batch_size=2),
 }
 # keys added after the recording (metrics only: no recorded value may change or go missing)
-ADDED_KEYS = {"train/grad_norm_max", *OFFPOLICY_KEYS}
+ADDED_KEYS = {"train/grad_norm_max", *OFFPOLICY_KEYS, "eval/per_problem_correct", "eval/problem_ids"}
 COMMON = dict(total_steps=2, eval_every=0, checkpoint_every=1, seed=3)
 
 

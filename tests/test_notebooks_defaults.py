@@ -25,7 +25,7 @@ from rewards_as_labels.config import PACKAGE_PROFILES
 from rewards_as_labels.tools.notebook import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["01_derivations", "02_autograd_verification", "03_train", "04_evaluate", "05_figures"]
+ORDER = ["01_derivations", "02_autograd_verification", "03_train", "04_evaluate", "05_figures", "06_stability"]
 
 
 def test_the_documented_order_covers_every_notebook():
@@ -42,7 +42,17 @@ def test_each_notebook_runs_from_its_defaults(tmp_path, monkeypatch):
     (tmp_path / "configs/tiny.yaml").write_text(yaml.safe_dump(small))
     assert cli(["data", "--no-progress"]) in (0, None)  # make data
     assert cli(["warmstart", "--no-progress"]) in (0, None)  # make warmstart
+    # notebook 06 reads a finished sweep: here the smoke grid stands in for ./configs/sweeps/default.yaml
+    from rewards_as_labels.sweep import load_grid, runs
+
+    grid = yaml.safe_load((PACKAGE_PROFILES / "sweeps" / "smoke.yaml").read_text())
+    (tmp_path / "configs/sweeps").mkdir()
+    (tmp_path / "configs/sweeps/default.yaml").write_text(yaml.safe_dump({**grid, "profile": "tiny"}))
     for name in ORDER:
+        if name == "06_stability":  # make sweep: the grid's runs, each an ordinary training run
+            for run, overrides in runs(load_grid("default")):
+                args = [f"{k}={v}" for k, v in overrides.items()]
+                assert cli(["train", "--no-progress", *args, f"out=runs/tiny/sweep/{run}"]) in (0, None)
         out = run_notebook(ROOT / "notebooks" / f"{name}.ipynb", tmp_path / "executed" / f"{name}.ipynb", progress=False)
         nb = nbformat.read(out, as_version=4)
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
@@ -52,3 +62,4 @@ def test_each_notebook_runs_from_its_defaults(tmp_path, monkeypatch):
             assert clutter not in stored, f"{name}: {clutter}"
     assert (tmp_path / "runs/tiny/real-s0/final.json").is_file()
     assert (tmp_path / "runs/tiny/tables/comparison.csv").is_file()
+    assert (tmp_path / "runs/tiny/tables/stability.csv").is_file()

@@ -3,9 +3,11 @@ off-policy mechanism statistics, and `make sweep SWEEP=smoke` end to end in a co
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -89,3 +91,23 @@ def test_make_sweep_smoke_writes_one_row_per_run(tmp_path):
     assert (repo / "runs/smoke/notebooks/06_stability.ipynb").is_file()
     again = subprocess.run(cmd, cwd=repo, env=_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and ">>> [smoke] sweep run" not in again.stdout  # finished runs are not redone
+
+
+def test_paired_cells_compare_each_method_to_grpo_problem_by_problem(tmp_path):
+    """Fake finished runs of the smoke grid: REAL solves every validation problem GRPO solves, plus 8."""
+    from rewards_as_labels.sweep import load_grid, paired_cells, runs, sweep_dir
+
+    grid = load_grid("smoke")
+    ids = [f"validation-{i:05d}" for i in range(20)]
+    for name, ov in runs(grid):
+        folder = sweep_dir(tmp_path) / name
+        folder.mkdir(parents=True)
+        correct = [2] * 10 + [0] * 10  # of 2 samples
+        if ov["method"] == "real":
+            correct = [2] * 18 + [0] * 2
+        (folder / "config.json").write_text(json.dumps({"eval_samples": 2}))
+        (folder / "final.json").write_text(json.dumps({"eval/per_problem_correct": correct, "eval/problem_ids": ids}))
+    table = paired_cells(grid, tmp_path, n_boot=2000)
+    assert len(table) == 4 and set(table.method) == {"real"}  # one row per (M, lr) cell; GRPO is the reference
+    assert np.allclose(table["diff"], 0.4) and (table["low"] > 0).all()
+    assert set(table.verdict) == {"real better than grpo"}

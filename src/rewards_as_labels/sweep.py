@@ -39,6 +39,7 @@ import yaml
 
 from .config import METHODS, PACKAGE_PROFILES, USER_PROFILES, load_config
 from .methods import OFFPOLICY_KEYS
+from .results import paired_bootstrap, verdict
 
 GRID_FIELDS = ("profile", "steps", "methods", "minibatches", "learning_rates", "seeds", "overrides", "collapse")
 SPIKE_FACTOR = 5.0  # a step's largest mini-batch gradient norm above 5x the run's median (non-zero steps) is a spike
@@ -227,6 +228,37 @@ def cell_summary(table: pd.DataFrame) -> pd.DataFrame:
     out = g.agg(seeds=("seed", "count"), final_mean=("final_pass@1", "mean"), final_sd=("final_pass@1", "std"),
                 best_mean=("best_pass@1", "mean"), collapse_rate=("collapsed", "mean"))
     return out.reset_index()
+
+
+def paired_cells(grid: Grid, profile_dir: str | Path, reference: str = "grpo", **bootstrap) -> pd.DataFrame:
+    """Each method's difference in final validation pass@1 to ``reference`` in every (M, lr) cell, with
+    the paired bootstrap interval of :func:`~rewards_as_labels.results.paired_bootstrap` (paired by
+    validation problem and seed: every run of a cell answers the same problems with the same seeds)
+    and its verdict. One row per (method, minibatches, lr); ``diff``/``low``/``high`` in pass@1 units.
+    Runs without per-problem counts in ``final.json`` (no final validation) are left out.
+    """
+    rows, finals = [], {}
+    for name, ov in runs(grid):
+        path = sweep_dir(profile_dir) / name / "final.json"
+        final = json.loads(path.read_text()) if path.exists() else {}
+        if "eval/per_problem_correct" in final:
+            samples = json.loads((path.parent / "config.json").read_text())["eval_samples"]
+            key = (ov["method"], ov["minibatches_per_step"], ov["learning_rate"])
+            finals.setdefault(key, {})[ov["seed"]] = (final["eval/problem_ids"], np.asarray(final["eval/per_problem_correct"]) / samples)
+    for (method, m, lr), by_seed in sorted(finals.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+        ref = finals.get((reference, m, lr), {})
+        seeds = sorted(set(by_seed) & set(ref))
+        if method == reference or not seeds:
+            continue
+        for s in seeds:
+            if by_seed[s][0] != ref[s][0]:
+                raise ValueError(f"cell M={m}, lr={lr}, seed {s}: {method} and {reference} were validated on other problems")
+        a = np.stack([by_seed[s][1] for s in seeds])  # [seeds, problems]
+        b = np.stack([ref[s][1] for s in seeds])  # [seeds, problems]
+        ci = paired_bootstrap(a, b, **bootstrap)
+        rows.append({"method": method, "minibatches": m, "lr": lr, "seeds": len(seeds), "diff": ci["diff"],
+                     "low": ci["low"], "high": ci["high"], "verdict": verdict(ci["low"], ci["high"], method, reference)})
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- command line (for make)

@@ -332,12 +332,14 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         if done % cfg.checkpoint_every == 0 or done == cfg.total_steps:
             save_checkpoint(run_dir, done, model, tokenizer, optimizer, scheduler, cfg.keep_checkpoints)
 
-    final = _evaluate(cfg, model, tokenizer, val_set, cfg.total_steps, {}, backend) if cfg.eval_every > 0 else {}
+    final = _evaluate(cfg, model, tokenizer, val_set, cfg.total_steps, {}, backend, per_problem=True) if cfg.eval_every > 0 else {}
     summary = {"step": cfg.total_steps, "method": cfg.method, "seed": cfg.seed, **final}
     atomic_write_json(run_dir / "final.json", summary)
     return run_dir
 
-def _evaluate(cfg, model, tokenizer, problems, step, times, backend=None) -> dict:
+def _evaluate(cfg, model, tokenizer, problems, step, times, backend=None, per_problem: bool = False) -> dict:
+    """Validation metrics as ``eval/*``; ``per_problem`` adds each problem's correct-sample count and id
+    (final.json keeps them, so that runs can be compared problem by problem: ``sweep.paired_cells``)."""
     with _timed(times, "eval"):
         model.eval()
         res = evaluate_policy(
@@ -345,7 +347,8 @@ def _evaluate(cfg, model, tokenizer, problems, step, times, backend=None) -> dic
             max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.seed, "eval", step), cfg=cfg, backend=backend,
         )
         model.train()
-    return {f"eval/{k}": v for k, v in res.items() if isinstance(v, (int, float))}
+    keep = ("per_problem_correct", "problem_ids") if per_problem else ()
+    return {f"eval/{k}": v for k, v in res.items() if isinstance(v, (int, float)) or k in keep}
 
 
 def _batch_metrics(labels, mask, entropy, batch, counts) -> dict:
