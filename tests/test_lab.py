@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_make_lab_runs_the_lab_tool_with_the_venv_python():
     if shutil.which("make") is None:
         pytest.skip("no make")
-    out = subprocess.run(["make", "-n", "lab", "VENV=/some/venv", "ACCEL=cpu"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # also under `make test`
+    out = subprocess.run(["make", "--no-print-directory", "-n", "lab", "VENV=/some/venv", "ACCEL=cpu"], cwd=ROOT,
+                         capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip().splitlines()[-1].strip() == "/some/venv/bin/python -m rewards_as_labels.tools.lab"
 
 
