@@ -296,11 +296,6 @@ def device_memory(device: str) -> tuple[int, int]:
     return int(free), int(info.get("MemTotal", os.sysconf("SC_PHYS_PAGES") * page))
 
 
-def free_memory_bytes(device: str) -> int:
-    """Free memory of ``device``: CUDA's free bytes, or the host's MemAvailable."""
-    return device_memory(device)[0]
-
-
 def estimate_parameters(config) -> int:
     """Parameter count of a causal LM from its config alone (built on the meta device, no memory)."""
     with torch.device("meta"):
