@@ -236,7 +236,7 @@ SWEEP_YAML := $(firstword $(wildcard configs/sweeps/$(SWEEP).yaml src/rewards_as
 
 sweep: | $(STAMP)
 	@test -n "$(SWEEP_YAML)" || { echo "error: no sweep grid $(SWEEP) (configs/sweeps/$(SWEEP).yaml)" >&2; exit 2; }
-	$(MAKE) --no-print-directory sweep-grid SWEEP=$(SWEEP) PROFILE=$$(sed -n 's/^profile: *\([^ #]*\).*/\1/p' $(SWEEP_YAML))
+	$(MAKE) --no-print-directory sweep-grid SWEEP=$(SWEEP) PROFILE=$$($(SWEEP_CLI) profile $(SWEEP))
 
 # below, PROFILE is the grid's: `make sweep` sets it
 ifneq ($(filter sweep-grid,$(MAKECMDGOALS)),)

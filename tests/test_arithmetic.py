@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from rewards_as_labels.config import load_config
-from rewards_as_labels.io import atomic_directory, atomic_write_json, atomic_write_text
 from rewards_as_labels.arithmetic import SPLITS, generate_splits, write_splits
+from rewards_as_labels.config import load_config
 from rewards_as_labels.data import load_split
+from rewards_as_labels.io import atomic_directory, atomic_write_json, atomic_write_text
 
 
 def _cfg(tmp_path, **overrides):

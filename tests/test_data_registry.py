@@ -235,8 +235,8 @@ def test_evaluate_notebook_on_benchmarks(tmp_path, monkeypatch):
     """04_evaluate with eval_sets: per-benchmark rows, the Avg in evaluation.csv and the paper's table."""
     from pathlib import Path
 
-    from rewards_as_labels.tools.notebook import run_notebook
     from rewards_as_labels.arithmetic import write_splits
+    from rewards_as_labels.tools.notebook import run_notebook
     from rewards_as_labels.warmstart import warmstart
 
     monkeypatch.chdir(tmp_path)  # runs/ lives in tmp_path; the kernel inherits the working folder

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
+from rewards_as_labels.arithmetic import write_splits
 from rewards_as_labels.config import load_config
+from rewards_as_labels.data import load_split
 from rewards_as_labels.evaluation import evaluate_policy
 from rewards_as_labels.modeling import load_policy
-from rewards_as_labels.arithmetic import write_splits
-from rewards_as_labels.data import load_split
 from rewards_as_labels.trainer import train
 from rewards_as_labels.warmstart import warmstart
 

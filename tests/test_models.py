@@ -9,11 +9,11 @@ import torch
 
 from rewards_as_labels import modeling as M
 from rewards_as_labels.config import load_config
+from rewards_as_labels.data import Problem
 from rewards_as_labels.modeling import (
     build_tiny_model, build_tokenizer, encode_prompts, format_prompt, load_policy, pypi_model_folder,
 )
 from rewards_as_labels.rollout import HFGenerateBackend
-from rewards_as_labels.data import Problem
 
 CHATML = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rewards_as_labels.config import load_config
-from rewards_as_labels.tools.notebook import run_notebook
-from rewards_as_labels.results import load_metrics
 from rewards_as_labels.arithmetic import write_splits
+from rewards_as_labels.config import load_config
+from rewards_as_labels.results import load_metrics
+from rewards_as_labels.tools.notebook import run_notebook
 from rewards_as_labels.warmstart import warmstart
 
 ROOT = Path(__file__).resolve().parents[1]

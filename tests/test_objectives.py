@@ -15,6 +15,7 @@ from torch.testing import assert_close
 
 from rewards_as_labels.config import METHODS, Config
 from rewards_as_labels.gradients import grad_weights, real_context_constants, real_weights
+from rewards_as_labels.methods import MiniBatch, policy_loss
 from rewards_as_labels.objectives import (
     clipped_surrogate,
     dapo_loss,
@@ -27,7 +28,6 @@ from rewards_as_labels.objectives import (
     real_loss,
     sequence_scores,
 )
-from rewards_as_labels.methods import MiniBatch, policy_loss
 from rewards_as_labels.toy import ragged_logprobs
 
 F64 = torch.float64

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from rewards_as_labels.backends import make_backend
 from rewards_as_labels.config import load_config
 from rewards_as_labels.modeling import build_tiny_model, build_tokenizer
-from rewards_as_labels.backends import make_backend
 from rewards_as_labels.rollout import HFGenerateBackend, response_logprobs
 
 PROMPTS = ["47+385=", "1+2=", "999+999="]
@@ -103,9 +103,9 @@ def test_greedy_is_deterministic_without_seed(policy):
 
 
 # ---------------------------------------------------------------- evaluation on top of rollouts
+from rewards_as_labels.data import Problem  # noqa: E402
 from rewards_as_labels.evaluation import evaluate_policy, pass_at_k  # noqa: E402
 from rewards_as_labels.rollout import RolloutBatch  # noqa: E402
-from rewards_as_labels.data import Problem  # noqa: E402
 
 
 @pytest.mark.parametrize("n, c, k, expected", [(8, 0, 1, 0.0), (8, 2, 1, 0.25), (8, 2, 8, 1.0), (4, 1, 2, 0.5), (5, 5, 3, 1.0)])

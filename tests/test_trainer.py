@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from rewards_as_labels import trainer as trainer_mod
+from rewards_as_labels.arithmetic import write_splits
 from rewards_as_labels.config import METHODS, load_config
 from rewards_as_labels.modeling import load_policy
-from rewards_as_labels.arithmetic import write_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -89,7 +89,7 @@ def _catch(fn):
 
 
 def test_repeats_are_cache_lookups(monkeypatch):
-    # performance belongs in benchmarks (python -m rewards_as_labels.verifier --bench); here we
+    # performance belongs in benchmarks (python -m rewards_as_labels.tools.verifier_bench); here we
     # check the reason it is cheap: a repeated pair never reaches math-verify again
     import rewards_as_labels.verifier as V
 

@@ -188,8 +188,8 @@ def test_bf16_engine_from_fp32_weights_sync_is_checked_on_the_weights(monkeypatc
 
 def test_two_training_steps_with_vllm_rollouts(tmp_path, monkeypatch):
     from rewards_as_labels import trainer as trainer_mod
-    from rewards_as_labels.rollout_vllm import VLLMBackend
     from rewards_as_labels.arithmetic import write_splits
+    from rewards_as_labels.rollout_vllm import VLLMBackend
     from rewards_as_labels.warmstart import warmstart
 
     # alternating labels, as in test_trainer: the barely trained smoke policy answers all

@@ -4,12 +4,11 @@ import json
 
 import torch
 
-from rewards_as_labels.config import load_config
-from rewards_as_labels.modeling import load_policy
 from rewards_as_labels.arithmetic import write_splits
-from rewards_as_labels.warmstart import encode_supervised, warmstart
-from rewards_as_labels.modeling import build_tokenizer
+from rewards_as_labels.config import load_config
 from rewards_as_labels.data import Problem
+from rewards_as_labels.modeling import build_tokenizer, load_policy
+from rewards_as_labels.warmstart import encode_supervised, warmstart
 
 
 def test_labels_cover_answer_and_eos_only():

@@ -21,7 +21,6 @@ from collections import defaultdict
 
 import numpy as np
 import pandas as pd
-from .progress import progress_bar
 
 from .backends import make_backend
 from .checkpoint import latest_checkpoint
@@ -30,8 +29,10 @@ from .data import evaluation_sets, load_split
 from .data_registry import BENCHMARK_TITLES
 from .io import atomic_write_text
 from .modeling import format_prompt, load_policy
+from .progress import progress_bar
 from .results import run_folders
-from .rollout import HFGenerateBackend, RolloutBackend
+from .rollout import HFGenerateBackend
+from .rollout_batch import RolloutBackend
 from .verifier import OUTCOMES, asks_for_box, score_completions
 
 

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .rollout_batch import RolloutBackend, RolloutBatch, encode_repeated, eos_ids, finish_batch
+from .rollout_batch import RolloutBatch, encode_repeated, eos_ids, finish_batch
 
 
 class HFGenerateBackend:

@@ -31,17 +31,17 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from .progress import progress_bar
 
 from . import objectives as O
+from .backends import make_backend
 from .checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 from .config import Config, derive_seed
+from .data import load_split
 from .evaluation import evaluate_policy
 from .io import JsonlWriter, atomic_write_json, ensure_writable_dir, package_versions
 from .methods import OFFPOLICY_KEYS, WEIGHT_FORMULAS, MiniBatch, clip_fraction, offpolicy_stats, policy_loss, weight_samples, weight_stats
 from .modeling import format_prompt, load_policy
-from .backends import make_backend
-from .data import load_split
+from .progress import progress_bar
 from .rollout import RolloutBatch, response_logprobs
 from .verifier import asks_for_box, score_completions
 
@@ -336,6 +336,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     summary = {"step": cfg.total_steps, "method": cfg.method, "seed": cfg.seed, **final}
     atomic_write_json(run_dir / "final.json", summary)
     return run_dir
+
 
 def _evaluate(cfg, model, tokenizer, problems, step, times, backend=None, per_problem: bool = False) -> dict:
     """Validation metrics as ``eval/*``; ``per_problem`` adds each problem's correct-sample count and id

@@ -94,10 +94,10 @@ Choices and deviations (the paper's verl reward uses its own math grader on ``\b
 5) math-verify implements its timeouts with ``signal.alarm``, which only works in a
    process's main thread: call :func:`score_completions` and :func:`unusable_gold` from the
    main thread (we raise a clear ``RuntimeError`` otherwise instead of a deep ValueError).
-6) Pool size by measurement (numbers in :func:`bench`; ``python -m rewards_as_labels.verifier
-   --bench``): on 2 cores a ``spawn`` pool of 1 or 2 workers was slower than judging in this
-   process, as issue 11 found, so there the default judges in-process. On more cores the
-   default keeps the earlier pool of ``min(4, CPUs)`` workers, unmeasured here: rerun the
+6) Pool size by measurement (numbers in ``tools/verifier_bench.py``; ``python -m
+   rewards_as_labels.tools.verifier_bench``): on 2 cores a ``spawn`` pool of 1 or 2 workers
+   was slower than judging in this process, as issue 11 found, so there the default judges
+   in-process. On more cores the default keeps the earlier pool of ``min(4, CPUs)`` workers, unmeasured here: rerun the
    bench on such a machine. With ``workers >= 2``, batches of at least ``pool_min_items``
    new pairs go to a ``ProcessPoolExecutor`` (``spawn``: safe beside CUDA; a worker imports
    only math-verify).
@@ -119,7 +119,6 @@ import queue
 import re
 import sys
 import threading
-import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -718,7 +717,7 @@ class Verifier:
         if self.workers:
             return self.workers
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return 1 if cpus <= 2 else min(4, cpus)  # see "Choices 6)" and bench()
+        return 1 if cpus <= 2 else min(4, cpus)  # see "Choices 6)" and tools/verifier_bench.py
 
     def _use_pool(self, todo: int) -> bool:
         if self._workers() < 2 or todo < self.pool_min_items:
@@ -808,86 +807,3 @@ def score_completions(
     [1.0, 0.0]
     """
     return _DEFAULT.score(completions, golds, truncated, require_boxed)
-
-
-# ----------------------------------------------------------------------------- pool size by measurement
-def bench_pairs(n: int = 3000, seed: int = 0) -> list[tuple[str, str]]:
-    """``n`` distinct realistic (gold, extracted answer) pairs that reach math-verify (no integer pairs).
-
-    Golds in the forms of MATH, Minerva and OlympiadBench; answers right, equivalent, wrong and
-    near misses, as a model's ``\\boxed{}`` would hold them.
-
-    >>> len(bench_pairs(50)), all(isinstance(a, str) for _, a in bench_pairs(5))
-    (50, True)
-    """
-    import random
-
-    rng = random.Random(seed)
-
-    def forms() -> tuple[str, list[str]]:
-        a, b, k = rng.randint(1, 99), rng.randint(2, 30), rng.randint(-30, 30)
-        c = rng.choice([a + 1, a - 1, -a, 10 * a])
-        mantissa = f"{rng.randint(100, 999) / 100:.2f}"
-        return rng.choice([
-            (f"\\frac{{{a}}}{{{b}}}", [f"\\frac{{{a}}}{{{b}}}", f"{a}/{b}", f"{a / b:.6f}", f"\\frac{{{c}}}{{{b}}}", f"\\dfrac{{{a}}}{{{b}}}"]),
-            (f"{a}\\sqrt{{{b}}}", [f"{a}\\sqrt{{{b}}}", f"\\sqrt{{{a * a * b}}}", f"{c}\\sqrt{{{b}}}", f"{a}\\sqrt{{{b + 1}}}"]),
-            (f"({a},{a + b}]", [f"({a},{a + b}]", f"[{a},{a + b}]", f"({a},{a + b})", f"({c},{a + b}]"]),
-            (f"\\{{{a},{b}\\}}", [f"\\{{{b},{a}\\}}", f"{a},{b}", f"\\{{{a}\\}}", f"\\{{{a},{b},{c}\\}}"]),
-            (f"{mantissa} \\times 10^{{{k}}}", [f"{mantissa} \\times 10^{{{k}}}", f"{mantissa}e{k}", f"{mantissa} \\times 10^{{{k + 1}}}", f"-{mantissa} \\times 10^{{{k}}}"]),
-            (f"{a}.5\\%", [f"{a}.5", f"{a}.5\\%", f"{(a + 0.5) / 100:.4f}", f"{c}.5\\%"]),
-            (f"{a}x^2+{b}", [f"{a}x^2+{b}", f"{b}+{a}x^{{2}}", f"{c}x^2+{b}", f"{a}x+{b}"]),
-            (f"({a},{b})", [f"({a},{b})", f"({b},{a})", f"\\left({a}, {b}\\right)", f"({a},{c})"]),
-            (str(a), [f"\\frac{{{2 * a}}}{{2}}", f"x = {a}", f"{a}^\\circ", f"{a}.0", f"\\text{{{a}}}", f"{c}.5"]),
-        ])
-
-    pairs: dict[tuple[str, str], None] = {}
-    while len(pairs) < n:
-        gold, answers = forms()
-        pairs[(gold, rng.choice(answers))] = None
-    return list(pairs)
-
-
-def bench(n: int = 3000, pool_workers: Sequence[int] = (1, 2), timeout: int = 5) -> dict[str, float]:
-    """Seconds to judge :func:`bench_pairs` ``(n)`` with cold caches: in this process, and in pools.
-
-    Pool times include starting the workers (``<k>_workers_start``, the one-off part).
-    Measured with ``python -m rewards_as_labels.verifier --bench`` (3,000 pairs, 2 CPUs shared
-    with other jobs, load average 2-5), seconds in-process / pool of 1 / pool of 2:
-
-        before the pool waited per result in O(1):  34.6 / 43.9 / 40.1   and  30.1 / 62.6 / 57.7
-        after:                                      38.9 / 46.9 / 35.8   and  28.2 / 30.8 / 35.0
-
-    Starting the workers took 0.3-1.0 s. A pool never paid on 2 cores, so there the default
-    (``Verifier.workers = 0``) judges in-process.
-    """
-    pairs = bench_pairs(n)
-    seconds: dict[str, float] = {}
-    read_gold.cache_clear()
-    start = time.perf_counter()
-    Verifier(workers=1).judge_many(pairs)
-    seconds["in_process"] = time.perf_counter() - start
-    for workers in pool_workers:
-        read_gold.cache_clear()
-        start = time.perf_counter()
-        pool = MathVerifyPool(workers)
-        seconds[f"{workers}_workers_start"] = time.perf_counter() - start
-        results, _ = pool.judge(pairs, timeout, 3 * timeout + 5)
-        seconds[f"{workers}_workers"] = time.perf_counter() - start
-        pool.executor.shutdown(wait=True)
-        assert len(results) == len(pairs)
-    return seconds
-
-
-if __name__ == "__main__":
-    import argparse
-
-    cli = argparse.ArgumentParser(description="Time the verifier in this process and in process pools.")
-    cli.add_argument("--bench", action="store_true", help="run the measurement")
-    cli.add_argument("--pairs", type=int, default=3000)
-    cli.add_argument("--workers", default="1,2", help="pool sizes to time, comma-separated")
-    args = cli.parse_args()
-    if not args.bench:
-        cli.error("nothing to do: pass --bench")
-    print(f"{args.pairs} pairs on {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    for name, value in bench(args.pairs, [int(w) for w in args.workers.split(",")]).items():
-        print(f"{name:>20}: {value:7.1f} s")

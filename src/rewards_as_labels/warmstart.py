@@ -47,13 +47,13 @@ import time
 from pathlib import Path
 
 import torch
-from .progress import progress_bar
 
+from .backends import make_backend
+from .data import load_split
 from .evaluation import evaluate_policy
 from .io import atomic_directory, atomic_write_json, package_versions
-from .data import load_split
 from .modeling import build_tiny_model, build_tokenizer, count_parameters, format_prompt, load_policy
-from .backends import make_backend
+from .progress import progress_bar
 
 WARMSTART_BETAS = (0.9, 0.98)
 WARMSTART_CLIP = 1.0

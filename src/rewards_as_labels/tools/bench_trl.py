@@ -68,10 +68,10 @@ def prepare(args, folder: Path) -> None:
     """Write the data, the model both trainers load, and TRL's prompt list into ``folder``."""
     import torch
 
-    from ..config import load_config
-    from ..modeling import build_tiny_model, build_tokenizer, load_policy
     from ..arithmetic import write_splits
+    from ..config import load_config
     from ..data import load_split
+    from ..modeling import build_tiny_model, build_tokenizer, load_policy
     from ..trainer import prompt_indices
 
     cfg = _bench_config(args, folder)
@@ -138,11 +138,11 @@ def model_work_floor(cfg) -> list[float]:
     warm-up. A trainer making these same calls cannot step faster, so floor/TRL bounds the ratio."""
     import torch
 
-    from ..modeling import format_prompt, load_policy
     from ..backends import make_backend
-    from ..rollout import response_logprobs
-    from ..data import load_split
     from ..config import derive_seed
+    from ..data import load_split
+    from ..modeling import format_prompt, load_policy
+    from ..rollout import response_logprobs
     from ..trainer import prompt_indices
 
     model, tokenizer = load_policy(cfg, training=True)

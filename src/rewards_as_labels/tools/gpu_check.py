@@ -59,9 +59,9 @@ def _versions(device: str) -> dict:
 def run_check(device: str, steps: int, out: Path, warmstart_steps: int) -> dict:
     import torch
 
+    from ..arithmetic import write_splits
     from ..config import load_config
     from ..rollout_vllm import engine_settings
-    from ..arithmetic import write_splits
     from ..trainer import train
     from ..warmstart import warmstart
 
