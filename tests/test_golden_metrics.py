@@ -44,8 +44,12 @@ CASES = {
     "gspo-M2-micro2-split": dict(method="gspo", minibatches_per_step=2, micro_batch_size=2),
 }
 # keys added after the recording (metrics only: no recorded value may change or go missing)
-ADDED_KEYS = {"train/grad_norm_max", *OFFPOLICY_KEYS, "eval/per_problem_correct", "eval/problem_ids"}
-COMMON = dict(total_steps=2, eval_every=0, checkpoint_every=1, seed=3)
+ADDED_KEYS = {"train/grad_norm_max", *OFFPOLICY_KEYS, "eval/per_problem_correct", "eval/problem_ids",
+              "train/clip_bound_frac", "train/clip_threshold"}
+# the recording's optimiser and sampling settings, pinned: the defaults moved to the release's
+# (AdamW betas (0.9, 0.999), weight decay 0.01, temperature 0.6) after it was made
+RECORDED_DEFAULTS = dict(adam_beta2=0.99, weight_decay=0.0, temperature=1.0, eval_temperature=1.0)
+COMMON = dict(total_steps=2, eval_every=0, checkpoint_every=1, seed=3, **RECORDED_DEFAULTS)
 
 
 def fixed_labels(texts, golds, truncated=None, **_):

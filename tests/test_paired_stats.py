@@ -46,7 +46,7 @@ def test_pairing_matters():
     # resampled independently, the difficulty noise swamps the 2 points; paired, it cancels
     b = _difficulty(problems=100)
     a = b + 0.02
-    paired, unpaired = paired_bootstrap(a, b), paired_bootstrap(a, b, paired=False)
+    paired, unpaired = paired_bootstrap(a, b, hierarchical=False), paired_bootstrap(a, b, paired=False, hierarchical=False)
     assert paired["low"] > 0
     assert unpaired["low"] < 0 < unpaired["high"]
 
@@ -112,3 +112,28 @@ def test_missing_per_problem_table_names_the_fix(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="make -B evaluate"):
         load_per_problem(tmp_path)
+
+
+def test_hierarchical_interval_widens_when_seeds_disagree():
+    """Same mean difference (+0.1), same problems: seeds that agree vs seeds that disagree."""
+    rng = np.random.default_rng(0)
+    b = rng.integers(0, 9, size=(5, 400)) / 8.0  # [seeds, problems]
+    agree = b + 0.1
+    disagree = b + np.array([-0.3, 0.5, -0.2, 0.4, 0.1])[:, None]  # per-seed shifts, mean +0.1
+    width = {}
+    for name, a in (("agree", agree), ("disagree", disagree)):
+        for hier in (False, True):
+            r = paired_bootstrap(a, b, hierarchical=hier, n_boot=4000)
+            assert r["diff"] == pytest.approx(0.1)
+            width[name, hier] = r["high"] - r["low"]
+    # resampling seeds sees the disagreement; a problems-only bootstrap cannot
+    assert width["disagree", True] > 5 * width["disagree", False]
+    assert width["disagree", True] > 5 * width["agree", True]
+    assert paired_bootstrap(disagree, b, hierarchical=True)["low"] < 0 < paired_bootstrap(disagree, b, hierarchical=False)["low"]
+
+
+def test_hierarchical_with_one_seed_is_the_problem_bootstrap_in_distribution():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(300), rng.random(300)
+    h, f = paired_bootstrap(a, b, n_boot=20000), paired_bootstrap(a, b, hierarchical=False, n_boot=20000)
+    assert h["high"] - h["low"] == pytest.approx(f["high"] - f["low"], rel=0.05)

@@ -17,7 +17,8 @@ from rewards_as_labels.config import Config
 from rewards_as_labels.methods import OFFPOLICY_KEYS, MiniBatch, offpolicy_stats
 from rewards_as_labels.trainer import STEP_REDUCERS
 
-COLUMNS = ["method", "lr", "minibatches", "seed", "final_pass@1", "best_pass@1", "collapsed", "collapse_step",
+COLUMNS = ["method", "lr", "minibatches", "prompts_per_minibatch", "grad_clip", "seed", "val_score", "clip_bound_frac",
+           "grad_norm_median", "final_pass@1", "best_pass@1", "collapsed", "collapse_step",
            "grad_norm_max", "grad_norm_spikes", *OFFPOLICY_KEYS]
 
 
@@ -25,9 +26,13 @@ COLUMNS = ["method", "lr", "minibatches", "seed", "final_pass@1", "best_pass@1",
 def test_grid_expands_to_unique_runs_with_every_axis(name):
     grid = S.load_grid(name)
     runs = S.runs(grid)
-    assert len(runs) == len(grid.methods) * len(grid.minibatches) * len(grid.learning_rates) * len(grid.seeds)
+    axes = (grid.methods, grid.minibatches, grid.learning_rates, grid.grad_clips, grid.seeds)
+    assert len(runs) == np.prod([len(a) for a in axes])
     assert len({n for n, _ in runs}) == len(runs)
     assert {ov["minibatches_per_step"] for _, ov in runs} == set(grid.minibatches)
+    # off-policy without shrinking the batch: the same mini-batch in every cell, M of them per step
+    assert {ov["prompts_per_step"] // ov["minibatches_per_step"] for _, ov in runs} == {grid.prompts_per_minibatch}
+    assert all(ov["prompts_per_step"] == ov["minibatches_per_step"] * grid.prompts_per_minibatch for _, ov in runs)
     assert all(ov["total_steps"] == grid.steps for _, ov in runs)
 
 
@@ -42,6 +47,18 @@ def test_cli_prints_a_runs_overrides(capsys):
     assert capsys.readouterr().out.split() == [f"{k}={v}" for k, v in ov.items()]
     assert S.main(["overrides", "smoke", "nope"]) == 2
     assert "not in sweep grid 'smoke'" in capsys.readouterr().err
+
+
+def test_a_grid_may_not_fix_what_its_axes_set(tmp_path, monkeypatch):
+    (tmp_path / "configs" / "sweeps").mkdir(parents=True)
+    text = S.grid_path("smoke").read_text().replace("overrides: {}", "overrides: {prompts_per_step: 8}")
+    (tmp_path / "configs" / "sweeps" / "mine.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"overrides \['prompts_per_step'\] are set by the grid's axes"):
+        S.load_grid("mine")
+    (tmp_path / "configs" / "sweeps" / "mine.yaml").write_text(text.replace("[fixed, off]", "[fixed, sometimes]"))
+    with pytest.raises(ValueError, match=r"unknown grad_clips \['sometimes'\]"):
+        S.load_grid("mine")
 
 
 def test_unknown_grid_names_the_known_ones():
@@ -108,6 +125,26 @@ def test_paired_cells_compare_each_method_to_grpo_problem_by_problem(tmp_path):
         (folder / "config.json").write_text(json.dumps({"eval_samples": 2}))
         (folder / "final.json").write_text(json.dumps({"eval/per_problem_correct": correct, "eval/problem_ids": ids}))
     table = paired_cells(grid, tmp_path, n_boot=2000)
-    assert len(table) == 4 and set(table.method) == {"real"}  # one row per (M, lr) cell; GRPO is the reference
+    assert len(table) == 8 and set(table.method) == {"real"}  # one row per (M, lr, clip) cell; GRPO is the reference
     assert np.allclose(table["diff"], 0.4) and (table["low"] > 0).all()
     assert set(table.verdict) == {"real better than grpo"}
+
+
+def test_paired_cells_score_the_last_evaluations_not_the_final_one(tmp_path):
+    """REAL beats GRPO at the two evaluations before the final one and loses the final one: over the last 3 it is ahead."""
+    from rewards_as_labels.sweep import load_grid, paired_cells, runs, sweep_dir
+
+    grid = load_grid("smoke")
+    ids = [f"validation-{i:05d}" for i in range(20)]
+    for name, ov in runs(grid):
+        folder = sweep_dir(tmp_path) / name
+        folder.mkdir(parents=True)
+        real = ov["method"] == "real"
+        history = [[2] * 20, [2] * 20] if real else [[1] * 20, [1] * 20]
+        final = [0] * 20 if real else [1] * 20
+        (folder / "config.json").write_text(json.dumps({"eval_samples": 2}))
+        (folder / "metrics.jsonl").write_text("".join(
+            json.dumps({"step": i, "eval/per_problem_correct": h, "eval/problem_ids": ids}) + "\n" for i, h in enumerate(history)))
+        (folder / "final.json").write_text(json.dumps({"eval/per_problem_correct": final, "eval/problem_ids": ids}))
+    table = paired_cells(grid, tmp_path, n_boot=500)
+    assert np.allclose(table["diff"], (1.0 + 1.0 + 0.0) / 3 - 0.5)  # REAL 2/3, GRPO 1/2

@@ -42,13 +42,14 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
-def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, keep: int) -> Path:
-    """Write ``run_dir/ckpt_<step>`` atomically, then prune to the ``keep`` newest."""
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, keep: int, extra: dict | None = None) -> Path:
+    """Write ``run_dir/ckpt_<step>`` atomically, then prune to the ``keep`` newest. ``extra``: more
+    trainer state (JSON values) kept in the checkpoint's ``state.json``; :func:`checkpoint_state` reads it."""
     path = run_dir / f"ckpt_{step:06d}"
     clean_stale(run_dir, "ckpt_*")  # half-written checkpoints of a killed run
     fsync_files(run_dir.glob("*.jsonl"))  # rows before this step survive a power cut too
     try:
-        _write(path, step, model, tokenizer, optimizer, scheduler)
+        _write(path, step, model, tokenizer, optimizer, scheduler, extra or {})
     except Exception as exc:
         # safetensors and torch.save do not raise OSError on a full disk (SafetensorError "... (os
         # error 28)", RuntimeError "unexpected pos ..."), so any failure here is reported as one
@@ -68,7 +69,7 @@ def _os_error(message: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _write(path: Path, step: int, model, tokenizer, optimizer, scheduler) -> None:
+def _write(path: Path, step: int, model, tokenizer, optimizer, scheduler, extra: dict) -> None:
     with atomic_directory(path) as tmp:
         model.save_pretrained(tmp / "model")
         tokenizer.save_pretrained(tmp / "model")
@@ -85,7 +86,7 @@ def _write(path: Path, step: int, model, tokenizer, optimizer, scheduler) -> Non
             tmp / "trainer.pt",
         )
         # state.json last: its presence marks a complete checkpoint
-        atomic_write_json(tmp / "state.json", {"next_step": step})
+        atomic_write_json(tmp / "state.json", {**extra, "next_step": step})
 
 
 def load_trainer_state(path: Path, optimizer, scheduler) -> int:
@@ -97,3 +98,8 @@ def load_trainer_state(path: Path, optimizer, scheduler) -> int:
     np.random.set_state(blob["rng"]["numpy"])
     random.setstate(blob["rng"]["python"])
     return int(json.loads((path / "state.json").read_text())["next_step"])
+
+
+def checkpoint_state(path: Path) -> dict:
+    """The checkpoint's ``state.json``: ``next_step`` and the ``extra`` state it was saved with."""
+    return json.loads((path / "state.json").read_text())

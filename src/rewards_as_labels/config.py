@@ -28,6 +28,7 @@ from typing import Any, Mapping
 import yaml
 
 METHODS = ("real", "grad", "grpo", "dapo", "gspo")
+GRAD_CLIPS = ("fixed", "off", "relative")  # Config.grad_clip
 PACKAGE_PROFILES = Path(__file__).resolve().parent / "configs"  # shipped with the package
 USER_PROFILES = Path("configs")  # relative to the working folder; searched first
 
@@ -130,11 +131,16 @@ class Config:
         rollouts_per_prompt (int, 8): n rollouts per prompt (paper: 8).
         minibatches_per_step (int, 2): M optimiser mini-batches per rollout batch; M > 1
             makes later mini-batches off-policy so s != 0 (paper: 4).
-        learning_rate (float, 3e-4), adam_beta1 (0.9), adam_beta2 (0.99), weight_decay (0.0),
-        max_grad_norm (float, 1.0), lr_warmup_steps (int, 0). The released code uses AdamW with
-            betas (0.9, 0.999) and weight decay 0.01, which ``paper_small`` keeps; the CPU
-            profiles keep the tiny recipe that was measured to learn (MEASURED.md: beta2 0.99,
-            no decay; a 0.5M-parameter model has no pretrained weights to decay towards 0).
+        learning_rate (float, 3e-4), adam_beta1 (0.9), adam_beta2 (0.999), weight_decay (0.01),
+        lr_warmup_steps (int, 0): AdamW as in the released code (betas (0.9, 0.999), weight
+            decay 0.01), in every profile.
+        grad_clip (str, "fixed"): the gradient-norm clip, a studied factor of the comparison
+            (REAL's loss divides by groups, GRPO's by rollouts, so at one threshold the clip binds
+            far more often on REAL): ``fixed`` clips the global norm at ``max_grad_norm`` (the
+            release's 1.0); ``off`` never clips; ``relative`` clips at ``grad_clip_relative`` x
+            the median pre-clip norm of the run's first ``grad_clip_window`` updates (left
+            unclipped), i.e. relative to each method's own typical norm.
+        max_grad_norm (float, 1.0), grad_clip_relative (float, 2.0), grad_clip_window (int, 20).
         micro_batch_size (int, 0): rows per forward/backward pass inside a mini-batch
             (exact gradient accumulation, any method; 0 = the whole mini-batch at once).
         tau (float, 0.5): REAL / GRAD temperature (paper: 0.5).
@@ -143,7 +149,8 @@ class Config:
         gspo_clip_low / gspo_clip_high (float, 3e-4 / 4e-4): GSPO sequence-ratio clip.
         kl_coef (float | None, None): KL-to-reference coefficient; None = method default
             (0.001 for GRPO as in the paper, 0 for the others).
-        temperature (float, 1.0), top_k (int, 0 = off), top_p (float, 1.0): rollout sampling.
+        temperature (float, 0.6), top_k (int, 0 = off), top_p (float, 1.0): rollout sampling
+            (the release samples at 0.6).
         max_new_tokens (int, 5): response budget; longer responses are truncated (reward 0).
         rollout_backend (str, "hf"): ``hf`` (transformers ``generate`` on the training module) or
             ``vllm`` (an in-process vLLM engine, weights synced in place after each step;
@@ -154,7 +161,8 @@ class Config:
 
     Evaluation, checkpoints, runtime
         eval_every (int, 25; 0 = no evaluation), eval_prompts (int, 200), eval_samples (int, 8),
-        eval_temperature (float, 1.0): held-out pass@1 during training (validation split).
+        eval_temperature (float, 0.6): held-out pass@1 during training (validation split) and the
+            test evaluation; the release validates at its rollout temperature, 0.6.
         test_samples (int, 8): samples per test prompt in ``evaluate`` (pass@1 and pass@k).
         checkpoint_every (int, 50), keep_checkpoints (int, 2).
         num_threads (int, 1): torch intra-op threads.
@@ -205,9 +213,12 @@ class Config:
     minibatches_per_step: int = 2
     learning_rate: float = 3e-4
     adam_beta1: float = 0.9
-    adam_beta2: float = 0.99
-    weight_decay: float = 0.0
+    adam_beta2: float = 0.999
+    weight_decay: float = 0.01
+    grad_clip: str = "fixed"
     max_grad_norm: float = 1.0
+    grad_clip_relative: float = 2.0
+    grad_clip_window: int = 20
     lr_warmup_steps: int = 0
     micro_batch_size: int = 0
     tau: float = 0.5
@@ -217,7 +228,7 @@ class Config:
     gspo_clip_low: float = 3e-4
     gspo_clip_high: float = 4e-4
     kl_coef: typing.Optional[float] = None
-    temperature: float = 1.0
+    temperature: float = 0.6
     top_k: int = 0
     top_p: float = 1.0
     max_new_tokens: int = 5
@@ -228,7 +239,7 @@ class Config:
     eval_every: int = 25
     eval_prompts: int = 200
     eval_samples: int = 8
-    eval_temperature: float = 1.0
+    eval_temperature: float = 0.6
     test_samples: int = 8
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
@@ -275,6 +286,13 @@ class Config:
             check_names(self.task, self.eval_sets, self.data_fields)
         if self.chat_template not in ("auto", "required", "off"):
             raise ValueError(f"chat_template must be auto, required or off, got {self.chat_template!r}")
+        if self.grad_clip not in GRAD_CLIPS:
+            raise ValueError(f"unknown grad_clip {self.grad_clip!r}; valid: {', '.join(GRAD_CLIPS)}")
+        if self.max_grad_norm <= 0 or self.grad_clip_relative <= 0 or self.grad_clip_window < 1:
+            raise ValueError(
+                f"max_grad_norm and grad_clip_relative must be > 0 and grad_clip_window >= 1, got "
+                f"{self.max_grad_norm}, {self.grad_clip_relative} and {self.grad_clip_window} (grad_clip=off turns clipping off)"
+            )
         if self.rollout_backend not in ("hf", "vllm"):
             raise ValueError(f"unknown rollout_backend {self.rollout_backend!r}; valid: hf, vllm")
         if self.vllm_kv_cache_gb < 1 or not 0 < self.gpu_memory_utilization <= 1:
@@ -329,6 +347,8 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, list):
             raise ValueError(f"config field {name!r} expects a list, got {value!r}")
         return value
+    if name == "grad_clip" and value is False:  # YAML 1.1 reads a bare `grad_clip: off` as false
+        return "off"
     if isinstance(value, str) and not isinstance(default, str):
         if value.lower() in ("none", "null") and name == "kl_coef":
             return None

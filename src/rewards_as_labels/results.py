@@ -106,22 +106,73 @@ def gain_over_base(evaluation: pd.DataFrame, metric: str = "pass@1") -> pd.DataF
     return (100 * gain).rename_axis(f"{metric} points")
 
 
+# ----------------------------------------------------------------------------- robust scores and lr selection
+LAST_K_EVALS = 3  # a run's validation score: the mean of its last 3 evaluations (the final one included)
+
+
+def last_evals(folder: str | Path, k: int = LAST_K_EVALS) -> tuple[list[str], np.ndarray]:
+    """``(problem_ids, fraction correct per problem)`` averaged over the run's last ``k`` validation
+    evaluations (``metrics.jsonl``'s evaluation rows, then ``final.json``): the score that one noisy
+    checkpoint cannot swing (between evaluations 10 steps apart a tiny run's pass@1 moved by up to 10
+    points). Raises ``ValueError`` naming the run when it has no per-problem evaluation."""
+    folder = Path(folder)
+    rows = _read_jsonl(folder / "metrics.jsonl") if (folder / "metrics.jsonl").exists() else []
+    final = folder / "final.json"
+    if final.exists():
+        rows.append(json.loads(final.read_text()))
+    rows = [r for r in rows if "eval/per_problem_correct" in r][-k:]
+    if not rows:
+        raise ValueError(f"{folder}: no validation with per-problem counts (eval_every > 0 and a run of this "
+                         "version are needed); retrain it")
+    ids = rows[-1]["eval/problem_ids"]
+    if any(r["eval/problem_ids"] != ids for r in rows):
+        raise ValueError(f"{folder}: its evaluations answered different validation problems; retrain it")
+    samples = json.loads((folder / "config.json").read_text())["eval_samples"]
+    return ids, np.mean([r["eval/per_problem_correct"] for r in rows], axis=0) / samples
+
+
+def select_learning_rates(scan: pd.DataFrame, score: str = "val_score") -> dict[str, float]:
+    """The tuned protocol's choice: per method, the learning rate whose runs have the highest mean
+    ``score`` over seeds -- a VALIDATION column; ties go to the smaller lr. Only ``method``, ``lr`` and
+    ``score`` are read, so test results cannot leak into the choice (a test checks it).
+
+    >>> scan = pd.DataFrame({"method": ["real"] * 4, "lr": [1e-4, 1e-4, 3e-4, 3e-4], "seed": [0, 1, 0, 1],
+    ...                      "val_score": [0.30, 0.34, 0.40, 0.20], "test_pass@1": [0.9, 0.9, 0.1, 0.1]})
+    >>> select_learning_rates(scan)
+    {'real': 0.0001}
+    """
+    if score.startswith("test"):
+        raise ValueError(f"learning rates are chosen on validation, never on test; got score={score!r}")
+    missing = {"method", "lr", score} - set(scan.columns)
+    if missing:
+        raise ValueError(f"the lr scan table lacks columns {sorted(missing)}; it has {list(scan.columns)}")
+    means = scan[["method", "lr", score]].groupby(["method", "lr"])[score].mean().reset_index()
+    means = means.sort_values(["method", score, "lr"], ascending=[True, False, True])
+    return {m: float(g["lr"].iloc[0]) for m, g in means.groupby("method", sort=False)}
+
+
 # ----------------------------------------------------------------------------- paired statistics
 CANNOT_TELL = "cannot be told apart at this budget"
 
 
-def paired_bootstrap(a, b, *, n_boot: int = 10_000, confidence: float = 0.95, seed: int = 0, paired: bool = True) -> dict:
+def paired_bootstrap(a, b, *, n_boot: int = 10_000, confidence: float = 0.95, seed: int = 0, paired: bool = True,
+                     hierarchical: bool = True) -> dict:
     """Bootstrap confidence interval of ``mean(a) - mean(b)``, paired by problem and seed.
 
     ``a`` and ``b`` hold one statistic per (seed, problem) of two methods, shape ``[seeds, problems]``
     (a 1-D array is one seed), e.g. each problem's fraction of correct samples; row ``s`` of both is
     the same seed and column ``p`` the same problem. The estimate is the mean over seeds and problems
-    of the difference ``d = a - b``. A bootstrap replicate draws ``problems`` problem indices with
-    replacement (as multinomial counts, so it is vectorised) and averages ``d`` over them and over
-    the seeds; the same indices serve both methods and every seed, because every run answered the
-    same test problems: what is resampled is the draw of problems, and pairing cancels how hard each
-    one is. Seeds are not resampled (there are too few); they enter through the mean over them.
-    ``paired=False`` resamples the two methods' problems independently (for comparison only).
+    of the difference ``d = a - b``; pairing cancels how hard each problem is.
+
+    ``hierarchical=True`` (the default) resamples what varies between two reruns of the study, in
+    two levels: a replicate draws ``seeds`` seeds with replacement (training runs: trajectory and
+    checkpoint noise), then, for each drawn seed, ``problems`` problems with replacement (the test
+    draw), and averages ``d`` over both. So seeds that disagree widen the interval, which a
+    problems-only bootstrap cannot show. With 3 seeds there are only 10 distinct seed draws: the
+    seed level is coarse, and ``seeds`` is reported beside every interval for that reason.
+    ``hierarchical=False`` keeps the seeds fixed and draws one set of problem indices for every
+    seed (the interval conditional on the trained runs). ``paired=False`` (with
+    ``hierarchical=False``) resamples the two methods' problems independently (for comparison only).
 
     Returns ``{"diff", "low", "high", "confidence", "n_boot", "replicates"}`` (``replicates``:
     ``[n_boot]``); deterministic given ``seed`` (a ``numpy.random.Generator``).
@@ -129,7 +180,7 @@ def paired_bootstrap(a, b, *, n_boot: int = 10_000, confidence: float = 0.95, se
 
     >>> a = np.array([[1.0, 0.5, 0.0, 1.0, 0.5, 1.0, 0.5, 0.0],    # seed 0: 8 problems
     ...               [1.0, 1.0, 0.0, 0.5, 0.5, 1.0, 1.0, 0.5]])   # seed 1
-    >>> r = paired_bootstrap(a, a - 0.25 * (a > 0))  # b: 0.25 lower wherever a is not 0
+    >>> r = paired_bootstrap(a, a - 0.25 * (a > 0), hierarchical=False)  # b: 0.25 lower wherever a is not 0
     >>> round(r["diff"], 4), round(r["low"], 4), round(r["high"], 4), verdict(r["low"], r["high"], "a", "b")
     (0.2031, 0.1406, 0.25, 'a better than b')
     """
@@ -142,17 +193,28 @@ def paired_bootstrap(a, b, *, n_boot: int = 10_000, confidence: float = 0.95, se
         raise ValueError("a and b must be finite; a NaN usually means a problem missing from one run")
     if n_boot < 1 or not 0 < confidence < 1:
         raise ValueError(f"need n_boot >= 1 and 0 < confidence < 1, got {n_boot} and {confidence}")
-    n = a.shape[1]
+    if hierarchical and not paired:
+        raise ValueError("the hierarchical bootstrap is paired; pass hierarchical=False with paired=False")
+    S, n = a.shape
     rng = np.random.default_rng(seed)
     uniform = np.full(n, 1.0 / n)
-    counts = rng.multinomial(n, uniform, size=n_boot)  # [n_boot, problems]: times each problem is drawn
-    if paired:
-        replicates = counts @ (a - b).mean(axis=0) / n  # [n_boot]
+    d = a - b  # [seeds, problems]
+    if hierarchical:
+        drawn = rng.integers(S, size=(n_boot, S))  # [n_boot, S]: the seeds of each replicate
+        replicates = np.zeros(n_boot)
+        for j in range(S):  # one drawn seed slot at a time: [n_boot, problems] arrays, not [n_boot, S, problems]
+            counts = rng.multinomial(n, uniform, size=n_boot)  # [n_boot, problems]: fresh problems for this slot
+            replicates += (counts * d[drawn[:, j]]).sum(axis=1) / n
+        replicates /= S
     else:
-        counts_b = rng.multinomial(n, uniform, size=n_boot)  # [n_boot, problems]
-        replicates = (counts @ a.mean(axis=0) - counts_b @ b.mean(axis=0)) / n  # [n_boot]
+        counts = rng.multinomial(n, uniform, size=n_boot)  # [n_boot, problems]: times each problem is drawn
+        if paired:
+            replicates = counts @ d.mean(axis=0) / n  # [n_boot]
+        else:
+            counts_b = rng.multinomial(n, uniform, size=n_boot)  # [n_boot, problems]
+            replicates = (counts @ a.mean(axis=0) - counts_b @ b.mean(axis=0)) / n  # [n_boot]
     low, high = np.quantile(replicates, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return {"diff": float((a - b).mean()), "low": float(low), "high": float(high),
+    return {"diff": float(d.mean()), "low": float(low), "high": float(high),
             "confidence": confidence, "n_boot": n_boot, "replicates": replicates}
 
 

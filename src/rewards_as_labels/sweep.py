@@ -4,14 +4,24 @@ and the per-run table that says where each method breaks.
 A grid is a small YAML file, ``configs/sweeps/<name>.yaml`` (``./configs/sweeps/`` first, then the
 package's own): the base ``profile``, ``steps``, the axes ``methods``, ``minibatches`` (M, optimiser
 mini-batches per rollout batch: the first is on-policy, the other M - 1 off-policy), ``learning_rates``,
-``seeds``, fixed ``overrides`` of every run, and the ``collapse`` rule's parameters. :func:`runs` expands
-it into run names and their config overrides; the Makefile lists its targets from the same function::
+``seeds`` and optionally ``grad_clips`` (``fixed``, ``off``, ``relative``: Config.grad_clip; default
+``[fixed]``), the fixed ``prompts_per_minibatch``, fixed ``overrides`` of every run, and the ``collapse``
+rule's parameters. :func:`runs` expands it into run names and their config overrides; the Makefile lists
+its targets from the same function::
 
     python -m rewards_as_labels.sweep targets default          # run names, one Make target each
     python -m rewards_as_labels.sweep overrides default NAME   # that run's field=value words
 
-Runs live in ``runs/<profile>/sweep/<name>`` (``<method>-m<M>-lr<lr>-n<steps>-s<seed>``), so grids
-that share a cell share its run, and the profile's own ``<method>-s<seed>`` runs are left alone.
+Runs live in ``runs/<profile>/sweep/<name>`` (``<method>-m<M>-p<prompts per mini-batch>-lr<lr>-<clip>-n<steps>-s<seed>``),
+so grids that share a cell share its run, and the profile's own ``<method>-s<seed>`` runs are left alone.
+
+Off-policy without shrinking the batch: every run of a grid updates on mini-batches of the same
+``prompts_per_minibatch`` prompts, and takes M of them per rollout batch (``prompts_per_step`` = M x
+prompts_per_minibatch), as the release scales it (32 prompts per mini-batch, 4 per rollout batch). So
+M changes how far the later updates are off-policy, not how noisy each update is.
+
+Each run is scored by :func:`~rewards_as_labels.results.robust_score`: the mean validation pass@1 of its
+last ``LAST_K_EVALS`` evaluations (the final one included), which one checkpoint's noise cannot swing.
 
 Collapse (:func:`collapse_step`): the batch reward (fraction of the step's P x n rollouts that are
 correct) stays at or below ``reward_below`` (default 0.02) for ``steps`` (default 10) consecutive
@@ -37,11 +47,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import METHODS, PACKAGE_PROFILES, USER_PROFILES, load_config
+from .config import GRAD_CLIPS, METHODS, PACKAGE_PROFILES, USER_PROFILES, load_config
 from .methods import OFFPOLICY_KEYS
-from .results import paired_bootstrap, verdict
+from .results import last_evals, paired_bootstrap, verdict
 
-GRID_FIELDS = ("profile", "steps", "methods", "minibatches", "learning_rates", "seeds", "overrides", "collapse")
+GRID_FIELDS = ("profile", "steps", "methods", "minibatches", "prompts_per_minibatch", "learning_rates", "seeds",
+               "grad_clips", "overrides", "collapse")
+OPTIONAL_FIELDS = {"grad_clips", "overrides", "collapse"}
+CELL = ("method", "minibatches", "lr", "grad_clip")  # what identifies a cell of the stability map
 SPIKE_FACTOR = 5.0  # a step's largest mini-batch gradient norm above 5x the run's median (non-zero steps) is a spike
 
 
@@ -54,8 +67,10 @@ class Grid:
     steps: int
     methods: list[str]
     minibatches: list[int]
+    prompts_per_minibatch: int
     learning_rates: list[float]
     seeds: list[int]
+    grad_clips: list[str] = field(default_factory=lambda: ["fixed"])
     overrides: dict = field(default_factory=dict)
     collapse: dict = field(default_factory=dict)
 
@@ -78,7 +93,7 @@ def load_grid(name: str) -> Grid:
     path = grid_path(name)
     raw = yaml.safe_load(path.read_text()) or {}
     unknown = sorted(set(raw) - set(GRID_FIELDS))
-    missing = sorted(set(GRID_FIELDS) - {"overrides", "collapse"} - set(raw))
+    missing = sorted(set(GRID_FIELDS) - OPTIONAL_FIELDS - set(raw))
     if unknown or missing:
         raise ValueError(f"sweep grid {path}: unknown keys {unknown}, missing keys {missing}; keys are {', '.join(GRID_FIELDS)}")
     bad = [m for m in raw["methods"] if m not in METHODS]
@@ -86,33 +101,42 @@ def load_grid(name: str) -> Grid:
         raise ValueError(f"sweep grid {path}: unknown methods {bad}; valid methods: {', '.join(METHODS)}")
     grid = Grid(name=name, **{k: raw[k] for k in GRID_FIELDS if k in raw})
     grid.learning_rates = [float(lr) for lr in grid.learning_rates]
+    grid.grad_clips = ["off" if c is False else c for c in grid.grad_clips]  # YAML 1.1 reads a bare `off` as false
+    bad = [c for c in grid.grad_clips if c not in GRAD_CLIPS]
+    if bad:
+        raise ValueError(f"sweep grid {path}: unknown grad_clips {bad}; valid: {', '.join(GRAD_CLIPS)}")
+    taken = sorted({"minibatches_per_step", "prompts_per_step", "grad_clip"} & set(grid.overrides or {}))
+    if taken:
+        raise ValueError(f"sweep grid {path}: overrides {taken} are set by the grid's axes; remove them from overrides")
     grid.overrides = dict(grid.overrides or {})
     grid.collapse = dict(grid.collapse or {})
     return grid
 
 
-def run_name(method: str, minibatches: int, lr: float, seed: int, steps: int) -> str:
+def run_name(method: str, minibatches: int, prompts: int, lr: float, clip: str, seed: int, steps: int) -> str:
     """Folder name of one sweep run.
 
-    >>> run_name("real", 4, 6e-4, 1, 100)
-    'real-m4-lr0.0006-n100-s1'
+    >>> run_name("real", 4, 16, 6e-4, "fixed", 1, 100)
+    'real-m4-p16-lr0.0006-fixed-n100-s1'
     """
-    return f"{method}-m{minibatches}-lr{lr:g}-n{steps}-s{seed}"
+    return f"{method}-m{minibatches}-p{prompts}-lr{lr:g}-{clip}-n{steps}-s{seed}"
 
 
 def runs(grid: Grid) -> list[tuple[str, dict]]:
     """Every run of ``grid`` as ``(run_name, config overrides)``, method-major; each config is
-    checked here (e.g. M must divide prompts_per_step), so a bad grid fails before any training.
+    checked here, so a bad grid fails before any training.
 
-    >>> [name for name, _ in runs(load_grid("smoke"))][:3]
-    ['real-m1-lr0.0003-n2-s0', 'real-m1-lr0.001-n2-s0', 'real-m2-lr0.0003-n2-s0']
+    >>> [name for name, _ in runs(load_grid("smoke"))][:2]
+    ['real-m1-p2-lr0.0003-fixed-n2-s0', 'real-m1-p2-lr0.0003-off-n2-s0']
     """
     out = []
-    for method, M, lr, seed in product(grid.methods, grid.minibatches, grid.learning_rates, grid.seeds):
+    axes = product(grid.methods, grid.minibatches, grid.learning_rates, grid.grad_clips, grid.seeds)
+    for method, M, lr, clip, seed in axes:
         overrides = {**grid.overrides, "method": method, "seed": seed, "minibatches_per_step": M,
-                     "learning_rate": lr, "total_steps": grid.steps}
+                     "prompts_per_step": M * grid.prompts_per_minibatch, "learning_rate": lr, "grad_clip": clip,
+                     "total_steps": grid.steps}
         load_config(profile=grid.profile, overrides=overrides)  # raises a ValueError naming the bad field
-        out.append((run_name(method, M, lr, seed, grid.steps), overrides))
+        out.append((run_name(method, M, grid.prompts_per_minibatch, lr, clip, seed, grid.steps), overrides))
     return out
 
 
@@ -159,13 +183,19 @@ def summarize_run(folder: str | Path, collapse: dict | None = None) -> dict:
     final_pass = final.get("eval/pass@1", math.nan)
     step = collapse_step(metrics["reward/mean"], **(collapse or {}))
     norm_col = "train/grad_norm_max" if "train/grad_norm_max" in metrics else "train/grad_norm"
+    M = cfg["minibatches_per_step"]
     row = {
-        "run": folder.name, "method": cfg["method"], "lr": cfg["learning_rate"], "minibatches": cfg["minibatches_per_step"],
+        "run": folder.name, "method": cfg["method"], "lr": cfg["learning_rate"], "minibatches": M,
+        "prompts_per_minibatch": cfg["prompts_per_step"] // M, "grad_clip": cfg.get("grad_clip", "fixed"),
         "seed": cfg["seed"], "steps": cfg["total_steps"],
+        "val_score": float(last_evals(folder)[1].mean()) if "eval/per_problem_correct" in final else math.nan,
         "final_pass@1": final_pass, "best_pass@1": max([*evals, final_pass]) if evals or not math.isnan(final_pass) else math.nan,
         "collapsed": step is not None, "collapse_step": step if step is not None else math.nan,
         "reward_last10": metrics["reward/mean"].tail(10).mean(), "entropy_last10": metrics["policy/entropy"].tail(10).mean(),
         "grad_norm_max": metrics[norm_col].max(), "grad_norm_spikes": grad_norm_spikes(metrics[norm_col]),
+        "grad_norm_median": metrics["train/grad_norm"].median(),
+        # how often the gradient clip scaled an update down (NaN for runs logged before it was recorded)
+        "clip_bound_frac": metrics["train/clip_bound_frac"].mean() if "train/clip_bound_frac" in metrics else math.nan,
     }
     for key, how in OFFPOLICY_KEYS.items():  # NaN when the run had no off-policy mini-batch (M = 1)
         col = metrics[key].dropna() if key in metrics else pd.Series(dtype=float)
@@ -187,7 +217,7 @@ def stability_table(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
 
 def load_sweep_metrics(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
     """Every logged step of every run of ``grid`` that has started, with columns run, method,
-    minibatches, lr, seed beside the metrics (the final validation is one more row at ``step = steps``)."""
+    minibatches, lr, grad_clip, seed beside the metrics (the final validation is one more row at ``step = steps``)."""
     frames = []
     for name, ov in runs(grid):
         folder = sweep_dir(profile_dir) / name
@@ -197,7 +227,7 @@ def load_sweep_metrics(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
         if (folder / "final.json").exists():
             rows.append(json.loads((folder / "final.json").read_text()))
         frames.append(pd.DataFrame(rows).assign(run=name, method=ov["method"], minibatches=ov["minibatches_per_step"],
-                                                lr=ov["learning_rate"], seed=ov["seed"]))
+                                                lr=ov["learning_rate"], grad_clip=ov["grad_clip"], seed=ov["seed"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -213,7 +243,8 @@ def load_sweep_weight_samples(grid: Grid, profile_dir: str | Path, min_minibatch
         path = sweep_dir(profile_dir) / name / "weight_samples.jsonl"
         if ov["minibatches_per_step"] < min_minibatches or not path.exists():
             continue
-        key = {"method": ov["method"], "minibatches": ov["minibatches_per_step"], "lr": ov["learning_rate"], "seed": ov["seed"]}
+        key = {"method": ov["method"], "minibatches": ov["minibatches_per_step"], "lr": ov["learning_rate"],
+               "grad_clip": ov["grad_clip"], "seed": ov["seed"]}
         for line in path.read_text().splitlines():
             rec = json.loads(line)
             roll.append(pd.DataFrame({k: rec[k] for k in ("s", "label", "w_real", "w_grad")}).assign(step=rec["step"], **key))
@@ -223,41 +254,43 @@ def load_sweep_weight_samples(grid: Grid, profile_dir: str | Path, min_minibatch
 
 
 def cell_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, M, lr) cell: seeds, mean and sd over seeds of final and best pass@1, collapse rate."""
-    g = table.groupby(["method", "minibatches", "lr"])
-    out = g.agg(seeds=("seed", "count"), final_mean=("final_pass@1", "mean"), final_sd=("final_pass@1", "std"),
-                best_mean=("best_pass@1", "mean"), collapse_rate=("collapsed", "mean"))
+    """Per (method, M, lr, clip) cell: seeds, mean and sd over seeds of the validation score (mean of the
+    last evaluations), final and best pass@1, collapse rate, and how often the clip bound."""
+    g = table.groupby(list(CELL))
+    out = g.agg(seeds=("seed", "count"), score_mean=("val_score", "mean"), score_sd=("val_score", "std"),
+                final_mean=("final_pass@1", "mean"), best_mean=("best_pass@1", "mean"),
+                collapse_rate=("collapsed", "mean"), clip_bound_frac=("clip_bound_frac", "mean"))
     return out.reset_index()
 
 
 def paired_cells(grid: Grid, profile_dir: str | Path, reference: str = "grpo", **bootstrap) -> pd.DataFrame:
-    """Each method's difference in final validation pass@1 to ``reference`` in every (M, lr) cell, with
-    the paired bootstrap interval of :func:`~rewards_as_labels.results.paired_bootstrap` (paired by
-    validation problem and seed: every run of a cell answers the same problems with the same seeds)
-    and its verdict. One row per (method, minibatches, lr); ``diff``/``low``/``high`` in pass@1 units.
-    Runs without per-problem counts in ``final.json`` (no final validation) are left out.
+    """Each method's difference in validation score to ``reference`` in every (M, lr, clip) cell: per
+    problem the fraction correct over the run's last evaluations (:func:`~rewards_as_labels.results.last_evals`),
+    paired by validation problem and seed (every run of a cell answers the same problems with the same
+    seeds), with the hierarchical interval of :func:`~rewards_as_labels.results.paired_bootstrap` (seeds,
+    then problems) and its verdict. One row per (method, minibatches, lr, grad_clip); ``diff``/``low``/``high``
+    in pass@1 units. Runs without per-problem validation are left out.
     """
-    rows, finals = [], {}
+    rows, scores = [], {}
     for name, ov in runs(grid):
-        path = sweep_dir(profile_dir) / name / "final.json"
-        final = json.loads(path.read_text()) if path.exists() else {}
-        if "eval/per_problem_correct" in final:
-            samples = json.loads((path.parent / "config.json").read_text())["eval_samples"]
-            key = (ov["method"], ov["minibatches_per_step"], ov["learning_rate"])
-            finals.setdefault(key, {})[ov["seed"]] = (final["eval/problem_ids"], np.asarray(final["eval/per_problem_correct"]) / samples)
-    for (method, m, lr), by_seed in sorted(finals.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
-        ref = finals.get((reference, m, lr), {})
+        folder = sweep_dir(profile_dir) / name
+        if (folder / "final.json").exists() and "eval/per_problem_correct" in json.loads((folder / "final.json").read_text()):
+            key = (ov["method"], ov["minibatches_per_step"], ov["learning_rate"], ov["grad_clip"])
+            scores.setdefault(key, {})[ov["seed"]] = last_evals(folder)
+    for (method, m, lr, clip), by_seed in sorted(scores.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][3], kv[0][0])):
+        ref = scores.get((reference, m, lr, clip), {})
         seeds = sorted(set(by_seed) & set(ref))
         if method == reference or not seeds:
             continue
         for s in seeds:
             if by_seed[s][0] != ref[s][0]:
-                raise ValueError(f"cell M={m}, lr={lr}, seed {s}: {method} and {reference} were validated on other problems")
+                raise ValueError(f"cell M={m}, lr={lr}, clip={clip}, seed {s}: {method} and {reference} were validated on other problems")
         a = np.stack([by_seed[s][1] for s in seeds])  # [seeds, problems]
         b = np.stack([ref[s][1] for s in seeds])  # [seeds, problems]
         ci = paired_bootstrap(a, b, **bootstrap)
-        rows.append({"method": method, "minibatches": m, "lr": lr, "seeds": len(seeds), "diff": ci["diff"],
-                     "low": ci["low"], "high": ci["high"], "verdict": verdict(ci["low"], ci["high"], method, reference)})
+        rows.append({"method": method, "minibatches": m, "lr": lr, "grad_clip": clip, "seeds": len(seeds),
+                     "diff": ci["diff"], "low": ci["low"], "high": ci["high"],
+                     "verdict": verdict(ci["low"], ci["high"], method, reference)})
     return pd.DataFrame(rows)
 
 

@@ -23,6 +23,7 @@ How this departs from the paper's released (verl) code:
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -34,7 +35,7 @@ import torch
 
 from . import objectives as O
 from .backends import make_backend
-from .checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from .checkpoint import checkpoint_state, latest_checkpoint, load_trainer_state, save_checkpoint
 from .config import Config, derive_seed
 from .data import load_split
 from .evaluation import evaluate_policy
@@ -168,12 +169,55 @@ def _stop_if_diverged(value: torch.Tensor, what: str, step: int, cfg: Config) ->
         )
 
 
-def update(model, optimizer, scheduler, mb: Rollouts, cfg: Config, step: int, *, first: bool = False, logprobs=None):
+class GradClip:
+    """The gradient-norm clip of ``cfg.grad_clip`` (see :class:`~.config.Config`), applied in place.
+
+    ``fixed``: the release's clip at ``max_grad_norm``. ``off``: never. ``relative``: the run's first
+    ``grad_clip_window`` updates go unclipped, and their median pre-clip norm times ``grad_clip_relative``
+    is the threshold from then on, so the clip binds on each method's own outliers, not on its scale
+    (REAL's loss divides by groups and GRPO's by rollouts, so their norms differ ~4x at one lr).
+    ``norms`` (the calibration window) is checkpoint state: a resumed run keeps its threshold.
+
+    >>> clip = GradClip(Config(grad_clip="relative", grad_clip_window=2, grad_clip_relative=2.0))
+    >>> clip.threshold, clip.record(3.0), clip.record(5.0), clip.threshold
+    (inf, None, None, 8.0)
+    """
+
+    def __init__(self, cfg: Config, norms: list[float] | None = None):
+        self.cfg = cfg
+        self.norms = list(norms or [])
+
+    @property
+    def threshold(self) -> float:
+        """The norm above which gradients are scaled down now (``inf``: no clipping)."""
+        cfg = self.cfg
+        if cfg.grad_clip == "fixed":
+            return cfg.max_grad_norm
+        if cfg.grad_clip == "off" or len(self.norms) < cfg.grad_clip_window:
+            return math.inf
+        return cfg.grad_clip_relative * float(np.median(self.norms))
+
+    def record(self, norm: float) -> None:
+        """Keep a pre-clip norm while the relative mode's calibration window is open."""
+        if self.cfg.grad_clip == "relative" and len(self.norms) < self.cfg.grad_clip_window:
+            self.norms.append(norm)
+
+    def __call__(self, parameters) -> tuple[torch.Tensor, float]:
+        """Clip ``parameters``' gradients; returns ``(pre-clip norm, threshold used)``."""
+        threshold = self.threshold
+        norm = torch.nn.utils.clip_grad_norm_(parameters, threshold)  # inf: the norm only (scale 1)
+        self.record(norm.item())
+        return norm, threshold
+
+
+def update(model, optimizer, scheduler, mb: Rollouts, cfg: Config, step: int, *, first: bool = False, logprobs=None,
+           clip: GradClip | None = None):
     """One optimiser step on mini-batch ``mb``; returns ``(stats, (inputs, cut))``: its statistics,
     and what its loss saw (log-probs detached; the clip mask) for :func:`~.methods.weight_samples`.
 
     ``first``: the step's first mini-batch, whose log-probs under the current weights are its old
     log-probs. ``logprobs``: its on-policy forward pass already made (graph kept), or None.
+    ``clip``: the run's :class:`GradClip` (None: a fresh one of ``cfg``).
     """
 
     def loss_fn(lp):  # [b, T] -> loss, cut, kl, loss inputs
@@ -189,12 +233,15 @@ def update(model, optimizer, scheduler, mb: Rollouts, cfg: Config, step: int, *,
     loss, cut, kl, inputs = backward_in_micro_batches(
         model, mb, cfg, loss_fn, logprobs=logprobs, detached_logprobs=mb.old_logprobs if first else None
     )
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    grad_norm, threshold = (clip or GradClip(cfg))(model.parameters())
     _stop_if_diverged(grad_norm, "gradient norm", step, cfg)
     optimizer.step()
     scheduler.step()
     inputs = replace(inputs, logprobs=inputs.logprobs.detach())
-    stats = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), "train/grad_norm_max": grad_norm.item()}
+    stats = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), "train/grad_norm_max": grad_norm.item(),
+             "train/clip_bound_frac": float(grad_norm.item() > threshold)}
+    if math.isfinite(threshold):
+        stats["train/clip_threshold"] = threshold
     if kl is not None:
         stats["train/kl"] = kl.item()
     if cut is not None:
@@ -213,6 +260,7 @@ def _mean(values: list[float]) -> float:
 STEP_REDUCERS: dict[str, Callable[[list[float]], float]] = {
     "train/loss": _mean, "train/grad_norm": _mean, "train/kl": _mean, "train/clip_fraction": _mean,
     "train/grad_norm_max": max,  # the largest mini-batch's (pre-clip) norm: a spike a mean would hide
+    "train/clip_bound_frac": _mean, "train/clip_threshold": _mean,  # how often the gradient clip scaled an update down
     **{name: {"mean": _mean, "max": max}[how] for name, how in OFFPOLICY_KEYS.items()},  # off-policy mini-batches only
     **{f"weights/{f}/{side}_mean": _mean for f in WEIGHT_FORMULAS for side in ("pos", "neg")},
     **{f"weights/{f}/{side}_max": max for f in WEIGHT_FORMULAS for side in ("pos", "neg")},
@@ -255,6 +303,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     warmup = max(cfg.lr_warmup_steps, 0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warmup) if warmup else 1.0)
     start_step = load_trainer_state(ckpt, optimizer, scheduler) if ckpt else 0
+    clip = GradClip(cfg, checkpoint_state(ckpt).get("grad_clip_norms") if ckpt else None)
 
     atomic_write_json(run_dir / "config.json", cfg.to_dict())
     atomic_write_json(run_dir / "versions.json", package_versions())
@@ -279,7 +328,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         row: dict = {"step": step, "method": cfg.method, "seed": cfg.seed}
         eval_now = cfg.eval_every > 0 and step % cfg.eval_every == 0
         if eval_now:
-            row.update(_evaluate(cfg, model, tokenizer, val_set, step, times, backend))
+            row.update(_evaluate(cfg, model, tokenizer, val_set, step, times, backend, per_problem=True))
 
         problems = [train_set[i] for i in prompt_indices(cfg.seed, step, P, len(train_set))]
         with _timed(times, "generate"):
@@ -313,7 +362,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         stats = []
         with _timed(times, "update"):
             for m, mb in enumerate(minibatches(rollouts, cfg)):
-                mb_stats, seen = update(model, optimizer, scheduler, mb, cfg, step, first=m == 0, logprobs=fresh if m == 0 else None)
+                mb_stats, seen = update(model, optimizer, scheduler, mb, cfg, step, first=m == 0, logprobs=fresh if m == 0 else None,
+                                         clip=clip)
                 stats.append(mb_stats)
         with _timed(times, "sync"):
             backend.sync_weights(model)  # a no-op for HF; vLLM reloads the weights in place
@@ -330,7 +380,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
 
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == cfg.total_steps:
-            save_checkpoint(run_dir, done, model, tokenizer, optimizer, scheduler, cfg.keep_checkpoints)
+            save_checkpoint(run_dir, done, model, tokenizer, optimizer, scheduler, cfg.keep_checkpoints,
+                            extra={"grad_clip_norms": clip.norms})
 
     final = _evaluate(cfg, model, tokenizer, val_set, cfg.total_steps, {}, backend, per_problem=True) if cfg.eval_every > 0 else {}
     summary = {"step": cfg.total_steps, "method": cfg.method, "seed": cfg.seed, **final}
@@ -340,7 +391,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
 
 def _evaluate(cfg, model, tokenizer, problems, step, times, backend=None, per_problem: bool = False) -> dict:
     """Validation metrics as ``eval/*``; ``per_problem`` adds each problem's correct-sample count and id
-    (final.json keeps them, so that runs can be compared problem by problem: ``sweep.paired_cells``)."""
+    (every evaluation keeps them, so that runs can be compared problem by problem over their last
+    evaluations: ``results.last_evals``, ``sweep.paired_cells``)."""
     with _timed(times, "eval"):
         model.eval()
         res = evaluate_policy(

@@ -145,7 +145,7 @@ def warmstart(cfg, force: bool = False) -> Path:
     model.eval()
     start = time.perf_counter()
     result = evaluate_policy(
-        model, tokenizer, validation, samples=8, temperature=1.0,
+        model, tokenizer, validation, samples=8, temperature=cfg.eval_temperature,
         max_new_tokens=cfg.max_new_tokens, seed=cfg.data_seed, backend=_backend(cfg, model, tokenizer, validation),
     )
     eval_seconds = time.perf_counter() - start
