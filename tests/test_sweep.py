@@ -148,3 +148,45 @@ def test_paired_cells_score_the_last_evaluations_not_the_final_one(tmp_path):
         (folder / "final.json").write_text(json.dumps({"eval/per_problem_correct": final, "eval/problem_ids": ids}))
     table = paired_cells(grid, tmp_path, n_boot=500)
     assert np.allclose(table["diff"], (1.0 + 1.0 + 0.0) / 3 - 0.5)  # REAL 2/3, GRPO 1/2
+
+
+def _fake_study_run(folder, overrides, val, test, ids=("p0", "p1", "p2", "p3")):
+    """A finished run of ``overrides`` whose validation score is ``val`` and test pass@1 ``test`` (4 problems x 4 samples)."""
+    folder.mkdir(parents=True)
+    k = 4
+    (folder / "config.json").write_text(json.dumps({**overrides, "eval_samples": k}))
+    row = {"reward/mean": 0.5, "policy/entropy": 0.5, "train/grad_norm": 1.0}
+    (folder / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+    (folder / "final.json").write_text(json.dumps({"eval/pass@1": val, "eval/problem_ids": list(ids),
+                                                   "eval/per_problem_correct": [round(val * k)] * len(ids)}))
+    (folder / "test.json").write_text(json.dumps({"samples": k, "benchmarks": {"test": {
+        "problem_ids": list(ids), "per_problem_correct": [round(test * k)] * len(ids)}}}))
+
+
+def test_protocols_choose_the_lr_on_validation_and_score_on_test(tmp_path):
+    """GRPO is best at the profile's lr 3e-4. REAL validates best at 1e-3; its TEST score would pick 3e-4
+    (a leak would show), and at the one-lr protocol REAL loses to GRPO while the tuned protocol has it ahead."""
+    grid = S.load_grid("smoke")  # lrs 3e-4 (the smoke profile's) and 1e-3; clips fixed and off
+    for name, ov in S.runs(grid):
+        real, lr = ov["method"] == "real", ov["learning_rate"]
+        val, test = {(True, 3e-4): (0.25, 0.25), (True, 1e-3): (0.75, 0.75),
+                     (False, 3e-4): (0.5, 0.5), (False, 1e-3): (0.25, 0.25)}[real, lr]
+        if real and lr == 1e-3 and ov["grad_clip"] == "off":
+            val, test = 0.75, 0.0  # chosen on validation although its test score is the worst
+        _fake_study_run(S.sweep_dir(tmp_path) / name, ov, val, test)
+    table = S.protocol_comparison(grid, tmp_path, n_boot=200)
+    assert len(table) == 2 * 2 * 2 * 2  # protocols x M x clips x methods
+    table = table[table.minibatches == 2].set_index(["protocol", "grad_clip", "method"])
+    assert table.loc[("one lr", "fixed", "real"), "verdict"] == "grpo better than real"
+    assert table.loc[("tuned lr", "fixed", "real"), "lr"] == 1e-3
+    assert table.loc[("tuned lr", "fixed", "real"), "verdict"] == "real better than grpo"
+    assert table.loc[("tuned lr", "off", "real"), "lr"] == 1e-3  # validation decides, never test
+    assert table.loc[("tuned lr", "off", "real"), "test_pass@1"] == 0.0
+    assert np.isnan(table.loc[("one lr", "fixed", "grpo"), "diff"])  # the reference
+
+
+def test_protocols_need_the_profiles_lr_on_the_grid(tmp_path):
+    grid = S.load_grid("smoke")
+    grid.learning_rates = [1e-3]
+    with pytest.raises(ValueError, match="must include its profile's learning rate 0.0003"):
+        S.protocol_comparison(grid, tmp_path)

@@ -6,6 +6,8 @@ Commands
     warmstart  supervised warm start of the profile's base policy (cached under runs/<profile>/warmstart)
     train      RL training of one method and seed (``--resume`` continues from the latest checkpoint)
     bench      time each phase of one training step per method, and generation tokens/s
+    test       the test evaluation of one finished run folder (``out=<folder>``), written to
+               ``<folder>/test.json`` (sweep and protocol-study runs; ``make evaluate`` does the profile's)
 
 Any field of :class:`rewards_as_labels.config.Config` can be overridden, e.g.
 ``python -m rewards_as_labels train --profile tiny --method real --seed 0 --total_steps 2``. A profile
@@ -20,7 +22,7 @@ import sys
 
 from .config import load_config, parse_overrides
 
-COMMANDS = ("data", "warmstart", "train", "bench")
+COMMANDS = ("data", "warmstart", "train", "bench", "test")
 
 
 def parse(argv: list[str]):
@@ -57,11 +59,18 @@ def main(argv: list[str] | None = None) -> int:
             from .trainer import train
 
             print(train(cfg, resume=args.resume, progress=not args.no_progress))
+        elif args.command == "test":
+            from .evaluation import evaluate_run
+
+            if not cfg.out:
+                raise ValueError("test needs the run folder: out=<folder> (e.g. out=runs/tiny/sweep/<run>)")
+            res = evaluate_run(cfg, cfg.out)
+            print(", ".join(f"{name}: pass@1 {b['pass@1']:.3f}" for name, b in res["benchmarks"].items()))
         elif args.command == "bench":
             from .tools.bench import bench
 
             bench(cfg)
-    except (ValueError, FileExistsError, PermissionError) as exc:
+    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,7 +1,7 @@
 """Held-out evaluation: pass@1, pass@k and greedy accuracy with the verifier's outcome counts.
 
 Choices and deviations (the paper reports Pass@1 averaged over 8 samples at
-temperature 0.6 on AIME/MATH/...; our default samples at the rollout temperature 1.0):
+temperature 0.6 on AIME/MATH/...; so do we by default: ``eval_temperature`` 0.6, the rollout temperature):
 1) pass@1 is the mean reward over all ``samples`` draws of every problem (the paper's
    "avg@8"); pass@k uses the unbiased estimator of Chen et al. (2021) with k = samples,
    i.e. the fraction of problems with at least one correct draw.
@@ -9,7 +9,7 @@ temperature 0.6 on AIME/MATH/...; our default samples at the rollout temperature
    prompt batch b is sampled with seed ``seed + b``, so a result is reproducible per seed
    and independent of what the caller's RNG did before.
 3) Greedy decoding (temperature 0) is reported beside the sampled numbers because it is
-   what the policy "believes"; sampling at temperature 1 is what RL trains on.
+   what the policy "believes"; sampling at the rollout temperature is what RL trains on.
 4) :func:`evaluate_runs` (``make evaluate``, notebook 04) evaluates the base policy and every
    run's latest checkpoint with one seed, ``derive_seed(data_seed, "test")``, so every model
    answers the same draws; with several benchmarks a model's score is their macro average.
@@ -178,6 +178,41 @@ def models_to_evaluate(cfg) -> list[tuple[str, str, object]]:
     return models
 
 
+def evaluate_on_sets(cfg, model, tokenizer, sets: dict, samples: int, backend=None):
+    """``(name, evaluate_policy result)`` per problem set, drawn with the one test seed
+    ``derive_seed(cfg.data_seed, "test")`` at ``cfg.eval_temperature``: every model answers the same draws."""
+    for name, problems in sets.items():
+        yield name, evaluate_policy(model, tokenizer, problems, samples=samples, temperature=cfg.eval_temperature,
+                                    max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.data_seed, "test"),
+                                    backend=backend, cfg=cfg)
+
+
+def evaluate_run(cfg, folder, samples: int = 0) -> dict:
+    """The test evaluation of :func:`evaluate_runs` for ONE run folder's latest checkpoint (a sweep or
+    protocol-study run), written atomically to ``<folder>/test.json``: per benchmark (the task's test
+    split is "test") pass@1, pass@k, greedy and each problem's correct count of ``samples`` draws.
+    Raises ``FileNotFoundError`` naming the run when it has no checkpoint."""
+    from pathlib import Path
+
+    from .io import atomic_write_json
+
+    folder = Path(folder)
+    ckpt = latest_checkpoint(folder)
+    if ckpt is None or not (folder / "final.json").exists():
+        raise FileNotFoundError(f"{folder} holds no finished run; train it first (make sweep / make study)")
+    k = samples or cfg.test_samples
+    sets = evaluation_sets(cfg)
+    model, tokenizer = load_policy(cfg, path=ckpt / "model")
+    backend = make_backend(cfg, model, tokenizer, prompts=[format_prompt(tokenizer, p, cfg) for ps in sets.values() for p in ps])
+    out = {"checkpoint": ckpt.name, "samples": k, "benchmarks": {}}
+    for name, res in evaluate_on_sets(cfg, model, tokenizer, sets, k, backend):
+        out["benchmarks"][name] = {"problem_ids": [str(i) for i in res["problem_ids"]],
+                                   "per_problem_correct": res["per_problem_correct"],
+                                   **{key: v for key, v in res.items() if isinstance(v, (int, float))}}
+    atomic_write_json(folder / "test.json", out)
+    return out
+
+
 def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.DataFrame | None]:
     """Evaluate every model of :func:`models_to_evaluate` and write the profile's tables.
 
@@ -204,10 +239,7 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
         # one sampler, sized for every prompt it will see; evaluate_policy syncs each model into it
         backend = backend or make_backend(cfg, model, tokenizer,
                                           prompts=[format_prompt(tokenizer, p, cfg) for ps in sets.values() for p in ps])
-        for name, problems in sets.items():
-            res = evaluate_policy(model, tokenizer, problems, samples=k, temperature=cfg.eval_temperature,
-                                  max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.data_seed, "test"),
-                                  backend=backend, cfg=cfg)
+        for name, res in evaluate_on_sets(cfg, model, tokenizer, sets, k, backend):
             per_problem.append(pd.DataFrame({"method": method, "seed": seed, "benchmark": name,
                                              "problem_id": [str(i) for i in res["problem_ids"]],
                                              "correct": res["per_problem_correct"], "samples": k}))

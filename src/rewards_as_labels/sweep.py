@@ -49,7 +49,7 @@ import yaml
 
 from .config import GRAD_CLIPS, METHODS, PACKAGE_PROFILES, USER_PROFILES, load_config
 from .methods import OFFPOLICY_KEYS
-from .results import last_evals, paired_bootstrap, verdict
+from .results import last_evals, paired_bootstrap, paired_difference_table, select_learning_rates, verdict
 
 GRID_FIELDS = ("profile", "steps", "methods", "minibatches", "prompts_per_minibatch", "learning_rates", "seeds",
                "grad_clips", "overrides", "collapse")
@@ -292,6 +292,67 @@ def paired_cells(grid: Grid, profile_dir: str | Path, reference: str = "grpo", *
                      "diff": ci["diff"], "low": ci["low"], "high": ci["high"],
                      "verdict": verdict(ci["low"], ci["high"], method, reference)})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- protocol studies: test scores of grid runs
+def test_per_problem(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
+    """Every run's test evaluation (``<run>/test.json``, written by ``python -m rewards_as_labels test``):
+    one row per (run, benchmark, problem) with method, seed (a string, as in ``per_problem.csv``), lr,
+    grad_clip, minibatches, ``correct`` of ``samples`` draws and ``pass@1``. Raises naming ``make study``
+    when a run has no test evaluation yet."""
+    frames, missing = [], []
+    for name, ov in runs(grid):
+        path = sweep_dir(profile_dir) / name / "test.json"
+        if not path.exists():
+            missing.append(name)
+            continue
+        res = json.loads(path.read_text())
+        for bench, b in res["benchmarks"].items():
+            frames.append(pd.DataFrame({
+                "run": name, "method": ov["method"], "seed": str(ov["seed"]), "lr": ov["learning_rate"],
+                "grad_clip": ov["grad_clip"], "minibatches": ov["minibatches_per_step"], "benchmark": bench,
+                "problem_id": b["problem_ids"], "correct": b["per_problem_correct"], "samples": res["samples"]}))
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} runs of grid {grid.name!r} have no test evaluation (e.g. {missing[0]}); "
+                                f"run `make study STUDY={grid.name}` first")
+    df = pd.concat(frames, ignore_index=True)
+    return df.assign(**{"pass@1": df["correct"] / df["samples"]})
+
+
+def protocol_comparison(grid: Grid, profile_dir: str | Path, reference: str = "grpo", **bootstrap) -> pd.DataFrame:
+    """Each method against ``reference`` on the TEST split under both learning-rate protocols, per (M, gradient clip).
+
+    * ``one lr``: the paper's protocol, every method at the profile's learning rate (it must be on the grid);
+    * ``tuned lr``: each method at its own best learning rate of the grid, chosen on VALIDATION
+      (:func:`~rewards_as_labels.results.select_learning_rates` on each run's validation score, the mean of
+      its last evaluations) and then scored on test with the same budget (steps, seeds). Only with >= 2 lrs.
+
+    Differences and intervals are those of :func:`~rewards_as_labels.results.paired_difference_table`
+    (hierarchical bootstrap: seeds, then test problems). One row per (protocol, grad_clip, method):
+    ``lr`` used, ``test_pass@1`` (mean over seeds and problems), ``diff``/``low``/``high`` to the reference
+    in pass@1 units (NaN for the reference), ``seeds`` and ``verdict``; per M of the grid as well.
+    """
+    paper_lr = load_config(profile=grid.profile).learning_rate
+    if paper_lr not in grid.learning_rates:
+        raise ValueError(f"grid {grid.name!r} must include its profile's learning rate {paper_lr:g} (the one-lr protocol); "
+                         f"it has {grid.learning_rates}")
+    runs_table, pp = stability_table(grid, profile_dir), test_per_problem(grid, profile_dir)
+    out = []
+    for M, clip in product(grid.minibatches, grid.grad_clips):
+        cell_runs, cell = runs_table[(runs_table.minibatches == M) & (runs_table.grad_clip == clip)], pp[(pp.minibatches == M) & (pp.grad_clip == clip)]
+        choices = {"one lr": {m: paper_lr for m in grid.methods}}
+        if len(grid.learning_rates) > 1:
+            choices["tuned lr"] = select_learning_rates(cell_runs)
+        for protocol, chosen in choices.items():
+            sel = pd.concat([cell[(cell.method == m) & (cell.lr == lr)] for m, lr in chosen.items()])
+            scores = sel.groupby("method")["pass@1"].mean()
+            table = paired_difference_table(sel, reference=reference, **bootstrap)
+            for m in grid.methods:
+                row = table.loc[m].to_dict() if m in table.index else {"seeds": sel[sel.method == m].seed.nunique()}
+                out.append({"protocol": protocol, "minibatches": M, "grad_clip": clip, "method": m, "lr": chosen[m],
+                            "test_pass@1": scores.get(m, math.nan), **row})
+    cols = ["protocol", "minibatches", "grad_clip", "method", "lr", "test_pass@1", "diff", "low", "high", "seeds", "verdict"]
+    return pd.DataFrame(out).reindex(columns=cols)
 
 
 # ----------------------------------------------------------------------------- command line (for make)
