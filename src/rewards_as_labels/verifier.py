@@ -112,16 +112,10 @@ Choices and deviations (the paper's verl reward uses its own math grader on ``\b
 
 from __future__ import annotations
 
-import atexit
-import multiprocessing
 import os
-import queue
 import re
-import sys
 import threading
 import warnings
-from concurrent.futures import ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -134,6 +128,8 @@ from math_verify.errors import TimeoutException
 from math_verify.grader import unwrap_eq
 from math_verify.utils import timeout as with_timeout
 from sympy.core.function import AppliedUndef
+
+from .verifier_pool import forget_pool, shared_pool, unguarded_main
 
 OUTCOMES = ("correct", "wrong", "parse_failure", "truncated", "timeout", "error")
 
@@ -531,123 +527,12 @@ def _require_main_thread(name: str) -> None:
         raise RuntimeError(f"{name} must run in the main thread (math-verify uses signal.alarm)")
 
 
-# ----------------------------------------------------------------------------- worker side
-_WORKER: dict = {}  # in a pool worker: "slots" (shared array), "index"
-
-
-def _init_worker(slots, counter) -> None:
-    with counter.get_lock():
-        _WORKER["index"] = counter.value % len(slots)
-        counter.value += 1
-    _WORKER["slots"] = slots
-
-
-def _work(item: int, gold: str, answer: str, timeout: int) -> tuple[int, str]:
-    """One pair in a worker: ``gold_error`` if the gold is unusable, else a judge outcome."""
-    slots, index = _WORKER["slots"], _WORKER["index"]
-    slots[index] = item  # the parent reads this to blame exactly this pair if we hang
-    try:
-        form = read_gold(gold, timeout)  # cached per worker
-        if form.reason is not None:
-            return item, "gold_error"
-        return item, judge_answer(form, answer, timeout)
-    finally:
-        slots[index] = -1
-
-
-def _ping() -> int:
-    return os.getpid()
-
-
-_GUARD = re.compile(r"""^if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
-
-
-def unguarded_main() -> str | None:
-    """The path of the running script if ``spawn`` would re-run it in every worker (no main guard), else None.
-
-    ``python -m pkg.mod``, ``python -c``, notebooks and a worker itself are never reported.
-    """
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if getattr(main, "__spec__", None) is not None or not path or multiprocessing.parent_process() is not None:
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return None if _GUARD.search(handle.read()) else path
-    except OSError:
-        return None
-
-
-class MathVerifyPool:
-    """A ``ProcessPoolExecutor`` that judges (gold, answer) pairs with per-pair hard timeouts."""
-
-    def __init__(self, workers: int, start_method: str = "spawn", startup_timeout: float = 300.0):
-        ctx = multiprocessing.get_context(start_method)
-        self.workers = workers
-        self.slots = ctx.Array("q", [-1] * workers, lock=False)
-        self.executor = ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(self.slots, ctx.Value("i", 0))
-        )
-        # start every worker now, so that start-up (imports) never counts against a pair's timeout
-        wait([self.executor.submit(_ping) for _ in range(workers)], timeout=startup_timeout)
-
-    def kill(self) -> None:
-        # ProcessPoolExecutor cannot cancel a running call: end its processes (private, but stable since 3.8)
-        for process in list((getattr(self.executor, "_processes", None) or {}).values()):
-            process.kill()
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-    def judge(self, items: list[tuple[str, str]], timeout: int, hard_timeout: float) -> tuple[dict[int, str], bool]:
-        """Outcomes by item index, and whether the pool had to be killed (the rest is then missing)."""
-        finished: queue.SimpleQueue = queue.SimpleQueue()
-        # one callback per future, not concurrent.futures.wait over all pending futures per
-        # result: that costs O(pairs) each time, O(pairs^2) in all, and took a core from the workers
-        for i, (gold, answer) in enumerate(items):
-            self.executor.submit(_work, i, gold, answer, timeout).add_done_callback(finished.put)
-        results: dict[int, str] = {}
-        idle_rounds = 0
-        while len(results) < len(items):
-            try:
-                future = finished.get(timeout=hard_timeout)
-            except queue.Empty:
-                stuck = [v for v in self.slots if v >= 0 and v not in results]
-                if stuck:  # nothing finished for hard_timeout seconds while these ran
-                    for index in stuck:
-                        results[index] = "timeout"
-                    self.kill()
-                    return results, True
-                idle_rounds += 1
-                if idle_rounds >= 10:
-                    self.kill()
-                    raise RuntimeError(f"the math-verify pool made no progress in {10 * hard_timeout:.0f} s")
-                continue
-            idle_rounds = 0
-            try:
-                index, outcome = future.result()
-            except BrokenProcessPool:  # a worker died (e.g. killed for memory): blame what it held
-                for index in [v for v in self.slots if v >= 0 and v not in results]:
-                    results[index] = "error"
-                self.kill()
-                return results, True
-            results[index] = outcome
-        return results, False
-
-
-_POOLS: dict[tuple[int, str], MathVerifyPool] = {}
-
-
-def _pool(workers: int, start_method: str) -> MathVerifyPool:
-    key = (workers, start_method)
-    if key not in _POOLS:
-        _POOLS[key] = MathVerifyPool(workers, start_method)
-    return _POOLS[key]
-
-
-@atexit.register
-def _shutdown_pools() -> None:
-    for pool in _POOLS.values():
-        pool.executor.shutdown(wait=False, cancel_futures=True)
-    _POOLS.clear()
+def _judge_pair(gold: str, answer: str, timeout: int) -> str:
+    """One pair as a pool worker judges it: ``gold_error`` if the gold is unusable, else a judge outcome."""
+    form = read_gold(gold, timeout)  # cached per worker
+    if form.reason is not None:
+        return "gold_error"
+    return judge_answer(form, answer, timeout)
 
 
 # ----------------------------------------------------------------------------- the verifier
@@ -743,9 +628,10 @@ class Verifier:
                 self._read(gold)  # unusable golds raise here, in the parent, before any work is sent
             hard = self.hard_timeout or 3 * self.timeout_seconds + 5
             while todo:
-                results, killed = _pool(self._workers(), self.start_method).judge(todo, self.timeout_seconds, hard)
+                pool = shared_pool(_judge_pair, self._workers(), self.start_method)
+                results, killed = pool.judge(todo, self.timeout_seconds, hard)
                 if killed:
-                    _POOLS.pop((self._workers(), self.start_method), None)
+                    forget_pool(_judge_pair, self._workers(), self.start_method)
                 for index, outcome in results.items():
                     self._store(todo[index], outcome)
                 todo = [p for i, p in enumerate(todo) if i not in results]

@@ -9,7 +9,8 @@ import os
 import time
 from typing import Sequence
 
-from ..verifier import MathVerifyPool, Verifier, read_gold
+from ..verifier import Verifier, _judge_pair, read_gold
+from ..verifier_pool import MathVerifyPool
 
 
 def bench_pairs(n: int = 3000, seed: int = 0) -> list[tuple[str, str]]:
@@ -70,7 +71,7 @@ def bench(n: int = 3000, pool_workers: Sequence[int] = (1, 2), timeout: int = 5)
     for workers in pool_workers:
         read_gold.cache_clear()
         start = time.perf_counter()
-        pool = MathVerifyPool(workers)
+        pool = MathVerifyPool(_judge_pair, workers)
         seconds[f"{workers}_workers_start"] = time.perf_counter() - start
         results, _ = pool.judge(pairs, timeout, 3 * timeout + 5)
         seconds[f"{workers}_workers"] = time.perf_counter() - start
