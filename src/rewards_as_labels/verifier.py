@@ -112,6 +112,7 @@ Choices and deviations (the paper's verl reward uses its own math grader on ``\b
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -123,6 +124,7 @@ from typing import Any, Sequence
 
 import sympy
 from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+from latex2sympy2_extended.math_normalization import units_regex
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from math_verify.errors import TimeoutException
 from math_verify.grader import unwrap_eq
@@ -146,35 +148,63 @@ _EXPONENT = r"[eE][+-]?\d+|\s*(?:\\times|\\cdot|×)\s*10\s*\^\s*(?:\{\s*[+-]?\d+
 _NUMBER = rf"(?:(?<![\w)}}\]])-)?(?:{_MANTISSA})(?:{_EXPONENT})?(?:\s*\\?%)?"
 _FINAL = re.compile(
     r"\\d?frac\{\s*(-?\d+)\s*\}\{\s*(\d+)\s*\}"  # \frac{3}{4}
-    rf"|{_NUMBER}(?:\s*/\s*\d+(?:\.\d+)?)?"  # 12, -3, 0.5, 3/4, 8.7e8, 62.5%
+    rf"|{_NUMBER}(?:\s*/\s*\d+(?:\.\d+)?)?",  # 12, -3, 0.5, 3/4, 8.7e8, 62.5%
+    re.ASCII,  # a digit is 0-9: math-verify reads no other, so neither does extraction (see "Probes")
 )
 _NEGATED = re.compile(r"(?<![\w)}\]])-\s*(?:\\left)?\($")  # "-(" right before the final number
-_INTEGER = re.compile(r"-?\d+")
+_INTEGER = re.compile(r"-?[0-9]+")
 _BOXED = "\\boxed{"
 
 
-def _last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` whose braces balance, or None; one pass over ``text``.
-
-    >>> _last_boxed("\\\\boxed{1} and \\\\boxed{\\\\frac{1}{\\\\sqrt{2}}}"), _last_boxed("\\\\boxed{1} \\\\boxed{2")
-    ('\\\\frac{1}{\\\\sqrt{2}}', '1')
-    """
-    if _BOXED not in text:
-        return None
-    closing: dict[int, int] = {}  # position of "{" -> position of its "}"
+def _closing_braces(text: str) -> dict[int, int]:
+    """Position of each balanced ``{`` -> position of its ``}``, in one pass."""
+    closing: dict[int, int] = {}
     stack: list[int] = []
     for i, ch in enumerate(text):
         if ch == "{":
             stack.append(i)
         elif ch == "}" and stack:
             closing[stack.pop()] = i
-    start = text.rfind(_BOXED)
-    while start != -1:
-        brace = start + len(_BOXED) - 1
+    return closing
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the ``\\boxed{...}`` that closes last, inner boxes unwrapped, or None; linear in ``text``.
+
+    Several boxes: the last one is the answer. Nested boxes: the outer one, read whole, so
+    ``\\boxed{\\boxed{3} \\text{ or } \\boxed{4}}`` is the hedge ``3 or 4``, not ``4``. A box whose
+    braces never close is no box (an earlier, closed one may still answer).
+
+    >>> _last_boxed("\\\\boxed{1} and \\\\boxed{\\\\frac{1}{\\\\sqrt{2}}}"), _last_boxed("\\\\boxed{1} \\\\boxed{2")
+    ('\\\\frac{1}{\\\\sqrt{2}}', '1')
+    >>> _last_boxed("\\\\boxed{\\\\boxed{3} or \\\\boxed{4}}")
+    '3 or 4'
+    """
+    if _BOXED not in text:
+        return None
+    closing = _closing_braces(text)
+    ends = {}  # position of a balanced box's "{" -> its "}"
+    for match in re.finditer(re.escape(_BOXED), text):
+        brace = match.end() - 1
         if brace in closing:
-            return text[brace + 1 : closing[brace]].strip()
-        start = text.rfind(_BOXED, 0, start)  # unbalanced: try an earlier \boxed
-    return None
+            ends[brace] = closing[brace]
+    if not ends:
+        return None
+    brace = max(ends, key=ends.get)
+    return _unbox(text[brace + 1 : ends[brace]]).strip()
+
+
+def _unbox(text: str) -> str:
+    """``text`` with every ``\\boxed{...}`` wrapper inside it replaced by its content, in one pass."""
+    if _BOXED not in text:
+        return text
+    closing = _closing_braces(text)
+    drop = set()  # positions of the wrappers' characters
+    for match in re.finditer(re.escape(_BOXED), text):
+        drop.update(range(match.start(), match.end()))
+        if match.end() - 1 in closing:
+            drop.add(closing[match.end() - 1])
+    return "".join(ch for i, ch in enumerate(text) if i not in drop)
 
 
 def extract_answer(text: str) -> str | None:
@@ -252,6 +282,83 @@ def canonical(text: str) -> str:
     return re.sub(r"\s+", "", text).rstrip(".")
 
 
+# ----------------------------------------------------------------------------- units, lists and hedges
+# A unit tail: one or more \text{}/\mbox{} blocks at the end of an item, each with an optional
+# power, joined by nothing, a space, \cdot or "/" (5\text{ m}\cdot\text{s}^{-1}). math-verify's own
+# rule (latex2sympy2's unit_superscript_regex) drops everything from the first \text{ to the end.
+_UNIT_TAIL = re.compile(
+    r"(?:\s*(?:\\cdot|/|\\[,;: ])?\s*\\(?:text|mbox)\s*\{[^{}]*\}(?:\s*\^\s*(?:-?\d|\{\s*-?\d\s*\}))?)+\s*$"
+)
+_CONNECTIVE_WORD = re.compile(r"(?<![A-Za-z\\])(or|and)(?![A-Za-z])")
+_WRAPPER_TEXT = re.compile(r"(\\(?:text\w*|mbox|mathrm))\s*\{([^{}]*)\}")
+_LOGICAL_OR = re.compile(r"\\(?:lor|vee)(?![A-Za-z])")
+_SEPARATOR = re.compile(r"[,;=]|" + _CONNECTIVE_WORD.pattern)
+
+
+def _split_wrapper(match: re.Match) -> str:
+    """``\\text{ cm or }`` -> ``\\text{ cm} or ``: a connective inside a text wrapper leaves it."""
+    command, content = match.groups()
+    parts = _CONNECTIVE_WORD.split(content)
+    if len(parts) == 1:
+        return match.group(0)
+    return "".join(f" {p} " if i % 2 else (f"{command}{{{p}}}" if p.strip() else "") for i, p in enumerate(parts))
+
+
+def _strip_item_units(item: str) -> str:
+    """One list item without its unit (math-verify's unit words, a trailing ``\\text{}`` tail), spacing kept."""
+    lead, trail = item[: len(item) - len(item.lstrip())], item[len(item.rstrip()) :]
+    item = item.strip()
+    if not item:
+        return lead
+    stripped = _UNIT_TAIL.sub("", item).strip()
+    if stripped:  # "\text{north}" is the whole answer, not a unit
+        item = stripped
+    for _ in range(2):  # as math-verify does: "5 square meters"
+        stripped = units_regex.sub(r"\1", item).strip()
+        if stripped:
+            item = stripped
+    return lead + item + trail
+
+
+def strip_units(text: str) -> str:
+    """``text`` with the unit of each list item dropped, the list kept: what math-verify parses.
+
+    math-verify drops a unit by deleting everything from the first ``\\text{`` to the end, so
+    ``15 \\text{ cm}^2, 16 \\text{ cm}^2`` and ``15 \\text{ cm}^2 \\text{ or } 16 \\text{ cm}^2``
+    became ``15``: a hedge paid as its first candidate, and ``99 = 15\\text{ cm}^2`` an equation
+    judged by one side. Here the text is cut at its top-level separators (``,``, ``;``, ``=``,
+    "or", "and", also inside a wrapper such as ``\\text{ cm or }``) and each item loses its own
+    unit, with math-verify's list of unit words and a trailing tail of ``\\text{}`` blocks. The
+    separators stay, so a list stays a list (refused where the gold is one value, as every
+    hedge is) and an equation stays an equation. ``\\lor`` and ``\\vee``, which math-verify
+    reads as their last operand, are written "or". A single answer loses its unit as before.
+
+    >>> strip_units("15 \\\\text{ cm}^2, 16 \\\\text{ cm}^2"), strip_units("5.4 \\\\text{ cents}")
+    ('15, 16', '5.4')
+    >>> strip_units("3 \\\\text{ cm or } 4 \\\\text{ cm}"), strip_units("x = 9.8 \\\\text{ m}\\\\cdot\\\\text{s}^{-2}")
+    ('3 or  4', 'x = 9.8')
+    """
+    text = _LOGICAL_OR.sub(" or ", _WRAPPER_TEXT.sub(_split_wrapper, text))
+    depth, cuts = 0, []
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            match = _SEPARATOR.match(text, i)
+            if match and (match.group(0) in ",;=" or text[i].isalpha()):
+                cuts.append(match.span())
+    pieces, start = [], 0
+    for begin, end in cuts:
+        if begin < start:  # inside the previous separator ("or" is two characters)
+            continue
+        pieces += [_strip_item_units(text[start:begin]), text[begin:end]]
+        start = end
+    pieces.append(_strip_item_units(text[start:]))
+    return "".join(pieces).strip()
+
+
 def _top_items(text: str) -> list[str]:
     """``text`` split at commas outside brackets: ``16,3,(1,1)`` -> ``['16', '3', '(1,1)']``."""
     items, depth, start = [], 0, 0
@@ -291,23 +398,194 @@ def _lost_letters(text: str, expr) -> set[str]:
     try:
         names = [s.name for s in expr.free_symbols] + [f.func.__name__ for f in expr.atoms(AppliedUndef)]
         kept = set("".join(names).lower())
-        kept |= {"e"} if expr.has(sympy.E) else set()
+        kept |= {"e"} if expr.has(sympy.E) or expr.atoms(sympy.exp) else set()  # Euler's number: e^{-2t} is exp(-2t)
         kept |= {"i"} if expr.has(sympy.I) else set()
     except Exception:  # an exotic parse (matrix of sets...) we cannot inspect: do not trust it
         return letters
     return letters - kept
 
 
+# ----------------------------------------------------------------------------- equations
+def _is_name(expr) -> bool:
+    """``x``, ``E_k``, ``f(2)``, ``\\Delta E``: a name, what the left side of a value's equation is."""
+    if isinstance(expr, (sympy.Symbol, AppliedUndef)):
+        return True
+    return isinstance(expr, sympy.Mul) and all(isinstance(a, sympy.Symbol) for a in expr.args)
+
+
+def _links(expr) -> list | None:
+    """The equations of ``a = b`` or of a chain ``a = b = c``, in written order, else None."""
+    if isinstance(expr, sympy.Eq):
+        return [expr]
+    args = getattr(expr, "_unsorted_args", None)  # sympy's And keeps the written order here, as math-verify reads it
+    if isinstance(expr, sympy.And) and args and all(isinstance(a, sympy.Eq) for a in args):
+        return list(args)
+    return None
+
+
+def _false_between_numbers(link) -> bool:
+    """``3 = 4``: both sides numbers that differ in their first SIGNIFICANT_DIGITS digits."""
+    values = [sympy.N(side, 30) for side in link.args]
+    if not all(v.is_Number and v.is_real for v in values):
+        return False
+    return _digits(values[0], SIGNIFICANT_DIGITS) != _digits(values[1], SIGNIFICANT_DIGITS)
+
+
+def read_value(expr):
+    """The value a parse states, or None where it states none; applied alike to answers and golds.
+
+    An equation whose left side is a name (``x = 5``, ``E = 8.2 \\times 10^{-19}``, ``f(2) = 3``)
+    states its right side; a chain ``x = 6/2 = 3`` its last side (as several boxes state the
+    last), unless a later link is false between numbers (``x = 3 = 4`` states no value). An
+    equation whose left side is not a name (``1 = 5 \\times 10^{-19}``,
+    ``2p = .0000673``, ``99 = 15``) states no value, nor does an equation between numbers
+    that sympy decided (``15 = 16`` -> False), nor a list or tuple holding one. math-verify
+    reads any equation compared with a value as its right side, which paid ``1 = w`` for
+    every tiny ``w`` within its absolute tolerance, and ``99 = 15`` for ``15``.
+
+    >>> from sympy import Eq, Symbol, FiniteSet
+    >>> x = Symbol("x")
+    >>> read_value(Eq(x, 5)), read_value(Eq(2 * x, 5)), read_value(FiniteSet(Eq(x, 3), Eq(x, 4)))
+    (5, None, {3, 4})
+    """
+    links = _links(expr)
+    if links is not None:
+        if not _is_name(links[0].lhs) or any(_false_between_numbers(link) for link in links[1:]):
+            return None
+        return links[-1].rhs
+    if isinstance(expr, sympy.logic.boolalg.BooleanAtom):
+        return None
+    if isinstance(expr, (sympy.FiniteSet, sympy.Tuple)):
+        items = [read_value(item) for item in expr.args]
+        return None if any(item is None for item in items) else type(expr)(*items)
+    return expr
+
+
+# ----------------------------------------------------------------------------- size limits
+MAX_ANSWER_CHARS = 500  # an answer span longer than this (and than its gold) is not read
+MAX_NESTING = 8  # brackets nested deeper than this (and than in the gold): math-verify's parse cost grows fast
+MAX_DIGITS = 10_000  # a power or factorial of numbers with more digits than this (and than the gold's)
+_TOKEN = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+|\\[A-Za-z]+|\\.|\S")
+
+
+def _nesting(text: str) -> int:
+    """How deep brackets nest in ``text``: ``\\frac{(1)}{2}`` -> 2."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _power(log_base: float, log_exponent: float) -> float:
+    """log10 of ``a^b`` from log10 of ``a`` and of ``b`` (an upper bound when both are)."""
+    return log_base * 10 ** min(log_exponent, 300) if log_base > 0 else 0.0
+
+
+def _log10_atom(tokens: list[str], i: int, postfix: bool = True) -> tuple[float, int]:
+    """Upper bound on log10 of the atom at ``tokens[i]`` (with its powers and factorials), and the next index."""
+    token = tokens[i]
+    if token[0].isdigit() or (token[0] == "." and len(token) > 1):
+        whole = token.split(".")[0]
+        value, i = (len(whole) if len(whole) > 300 else math.log10(max(float(token), 1.0))), i + 1
+    elif token in ("{", "(", "["):
+        value, i = _log10_group(tokens, i + 1)
+        i += 1  # its closing bracket
+    else:
+        value, i = 0.0, i + 1  # a letter or command: sympy evaluates no power of a symbol
+    exponents: list[float] = []  # a^b^c without braces, read as a tower; no recursion per "^"
+    while postfix and i < len(tokens) and tokens[i] in ("^", "!"):
+        if tokens[i] == "^":
+            if i + 1 == len(tokens):
+                break
+            exponent, i = _log10_atom(tokens, i + 1, postfix=False)
+            exponents.append(exponent)
+            continue
+        value, exponents, i = _tower(value, exponents), [], i + 1  # the tower first: (a^b)!
+        n = 10 ** min(value, 300)
+        value = n * math.log10(n) if n > 1 else 0.0  # log10(n!) < n log10(n)
+    return _tower(value, exponents), i
+
+
+def _tower(value: float, exponents: list[float]) -> float:
+    """log10 of ``a^(b^(c^...))`` from log10 of ``a`` and of each exponent."""
+    if not exponents:
+        return value
+    top = exponents[-1]
+    for exponent in reversed(exponents[:-1]):
+        top = _power(exponent, top)
+    return _power(value, top)
+
+
+def _log10_group(tokens: list[str], i: int) -> tuple[float, int]:
+    """Upper bound on log10 of the expression from ``tokens[i]`` to its closing bracket, and that bracket's index.
+
+    A product (juxtaposition, ``\\cdot``, ``/``) adds its factors' logs; a sum or a list keeps the largest.
+    """
+    largest = product = 0.0
+    while i < len(tokens) and tokens[i] not in ("}", ")", "]"):
+        if tokens[i] in ("+", "-", ",", ";", "=", "\\pm"):
+            largest, product, i = max(largest, product), 0.0, i + 1
+            continue
+        value, i = _log10_atom(tokens, i)
+        product += max(value, 0.0)
+    return max(largest, product), i
+
+
+def number_digits(text: str) -> float:
+    """An upper bound, from the text alone, on the digits of the largest number its powers and factorials make.
+
+    >>> number_digits("10^{10^{10}}"), number_digits("1000000!") > 5e6, number_digits("2^{10} + x^{99}")
+    (10000000000.0, True, 3.010299956639812)
+    """
+    tokens = _TOKEN.findall(text)
+    largest, i = 0.0, 0
+    while i < len(tokens):  # an unmatched closing bracket ends a group: start the next one after it
+        value, i = _log10_group(tokens, i)
+        largest, i = max(largest, value), i + 1
+    return largest
+
+
+def too_costly(answer: str, gold: str = "") -> str | None:
+    """Why an answer is refused before any symbolic work, or None: the size limits, each beyond the gold's own.
+
+    Power towers (``9^{9^{9}}``), huge factorials (``1000000!``), deep nesting and a box of
+    thousands of candidates each took math-verify's whole timeout before scoring 0. An answer
+    longer than ``MAX_ANSWER_CHARS`` characters, with brackets nested deeper than
+    ``MAX_NESTING``, or whose powers and factorials of numbers make a number of more than
+    ``MAX_DIGITS`` digits (:func:`number_digits`) is a ``parse_failure`` at once, unless its
+    gold is as large (a correct answer then costs what it costs, up to the timeout).
+    Called only after the verbatim check, so the gold itself always passes.
+
+    >>> too_costly("9^{9^{9}}"), too_costly("2^{10}"), too_costly("(" * 9 + "1" + ")" * 9, "((2))")
+    ('a number of about 369693100 digits (limit 10000)', None, 'brackets nested 9 deep (limit 8)')
+    """
+    checks = [
+        (len, MAX_ANSWER_CHARS, "{:.0f} characters long"),
+        (_nesting, MAX_NESTING, "brackets nested {:.0f} deep"),
+        (number_digits, MAX_DIGITS, "a number of about {:.0f} digits"),  # after nesting: recursion stays shallow
+    ]
+    for measure, limit, what in checks:
+        size, allowed = measure(answer), max(limit, measure(gold))
+        if size > allowed:
+            return f"{what.format(size)} (limit {allowed:.0f})"
+    return None
+
+
 # ----------------------------------------------------------------------------- parsing golds
 _UNITS_KEPT = NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all")
-_CONFIGS = {  # math-verify's default extraction, and the same with its unit stripping turned off
-    "math": [LatexExtractionConfig(), ExprExtractionConfig()],
-    "units_kept": [LatexExtractionConfig(normalization_config=_UNITS_KEPT), ExprExtractionConfig()],
-}
+# math-verify's default extraction with its unit stripping turned off: "math" strips units first
+# with strip_units (item by item), "units_kept" keeps them (see read_gold)
+_CONFIG = [LatexExtractionConfig(normalization_config=_UNITS_KEPT), ExprExtractionConfig()]
+_MODES = ("math", "units_kept")
 
 
 def _parse(text: str, timeout: int, mode: str = "math") -> list:
-    return parse(as_latex(text), extraction_config=_CONFIGS[mode], parsing_timeout=timeout, raise_on_error=True)
+    text = strip_units(text) if mode == "math" else text
+    return parse(as_latex(text), extraction_config=_CONFIG, parsing_timeout=timeout, raise_on_error=True)
 
 
 def _expr(parsed: list):
@@ -333,8 +611,9 @@ def parse_gold(gold: str, timeout: int = 5):
 class GoldForm:
     """How one gold string is judged, decided once by :func:`read_gold`.
 
-    ``mode``: ``math`` (math-verify's parse), ``units_kept`` (the same with unit stripping off)
-    or ``string`` (normalised string equality); ``expr``: the parse; ``items``: the elements of
+    ``mode``: ``math`` (math-verify's parse, units stripped by :func:`strip_units`), ``units_kept``
+    (units kept) or ``string`` (normalised string equality); ``expr``: the parse; ``value``: the
+    value it states (:func:`read_value`), None for an equation; ``items``: the elements of
     a bare list whose parse merged some; ``bare``: the gold without its percent sign;
     ``reason``: why the gold is unusable, else None.
     """
@@ -342,6 +621,7 @@ class GoldForm:
     text: str
     mode: str = "string"
     expr: Any = None
+    value: Any = None
     items: tuple[str, ...] = ()
     bare: GoldForm | None = None
     reason: str | None = None
@@ -358,14 +638,15 @@ def read_gold(gold: str, timeout: int = 5) -> GoldForm:
     if not canonical(text):
         return GoldForm(text, reason="empty")
     bare = read_gold(_PERCENT.sub("", text), timeout) if _PERCENT.search(text) else None
-    for mode in _CONFIGS:
+    for mode in _MODES:
         try:
             expr = _expr(_parse(text, timeout, mode))
         except (Exception, TimeoutException):
             expr = None
         if expr is not None and not _lost_letters(e_notation(text), expr):
-            items = tuple(_top_items(text)) if _merged(text, expr) else ()
-            return GoldForm(text, mode, expr, items, bare)
+            value = read_value(expr)
+            items = tuple(_top_items(text)) if _merged(text, expr if value is None else value) else ()
+            return GoldForm(text, mode, expr, value, items, bare)
     if not re.search(r"[A-Za-z0-9]", canonical(text)):
         return GoldForm(text, reason="unparsable")
     return GoldForm(text, "string", bare=bare)
@@ -480,17 +761,24 @@ def _judge_form(gold: GoldForm, answer: str, timeout: int) -> str:
         return "correct"  # the gold verbatim, up to spacing and wrappers
     if gold.mode == "string":
         return "wrong"
+    if too_costly(answer, gold.text) is not None:
+        return "parse_failure"  # refused unread: see too_costly
     parsed = _parse(answer, timeout, gold.mode)
     pred = _expr(parsed)
     if pred is None:
         return "wrong" if parsed else "parse_failure"
+    target = gold.expr  # a gold equation (left side no name): math-verify compares equations
+    if gold.value is not None:  # the gold states a value: so must the answer (read_value, alike)
+        target, pred = gold.value, read_value(pred)
+        if pred is None:
+            return "parse_failure"
     if _closed_infinities(gold.text) != _closed_infinities(answer):
         return "wrong"  # "(5,\infty]" parses as (5, oo): the brackets must agree
     if gold.items:
         return _judge_items(gold, answer, timeout)
-    if _merged(answer, pred) and len(_top_items(answer)) != _size(gold.expr):
+    if _merged(answer, pred) and len(_top_items(answer)) != _size(target):
         return "wrong"  # "1,3,3" for "1,3": an extra element merged away by the parse
-    return "correct" if _equal(gold.expr, pred, timeout) else "wrong"
+    return "correct" if _equal(target, pred, timeout) else "wrong"
 
 
 def judge_answer(gold: GoldForm, answer: str, timeout: int = 5) -> str:
@@ -512,6 +800,12 @@ def judge_answer(gold: GoldForm, answer: str, timeout: int = 5) -> str:
         return "timeout"
     except Exception:
         return "error"
+
+
+def _integer_text(text: str) -> str:
+    """A plain integer's canonical digits, ``-0042`` -> ``-42``: int() refuses more than 4,300 digits."""
+    digits = text.lstrip("-").lstrip("0") or "0"
+    return digits if digits == "0" or not text.startswith("-") else "-" + digits
 
 
 def _combine(outcomes: list[str]) -> str:
@@ -575,7 +869,7 @@ class Verifier:
 
     def _fast(self, gold: str, answer: str) -> str | None:
         if self.integer_fast_path and _INTEGER.fullmatch(gold) and _INTEGER.fullmatch(answer):
-            return "correct" if int(gold) == int(answer) else "wrong"
+            return "correct" if _integer_text(gold) == _integer_text(answer) else "wrong"
         return None
 
     def _judge_one(self, gold: str, answer: str) -> str:
