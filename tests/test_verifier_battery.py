@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rewards_as_labels.tools.verifier_bench import PROBES
 from rewards_as_labels.verifier import Verifier, judge_answer, read_gold, unusable_gold
 
 SCI = "8.224 \\times 10^{-19}"
@@ -215,8 +216,8 @@ BARE_EQUIVALENTS = [  # plain numbers written without a box
 
 def _battery():
     """(gold, response, require_boxed, outcome) for every case: boxed as hub responses answer, and bare."""
-    tables = [("wrong", NEAR_MISSES, BARE_NEAR_MISSES), ("correct", EQUIVALENTS, BARE_EQUIVALENTS), ("parse_failure", UNREAD, [])]
-    for expected, table, bare in tables:
+    tables = [("wrong", NEAR_MISSES, BARE_NEAR_MISSES), ("correct", EQUIVALENTS, BARE_EQUIVALENTS)]
+    for expected, table, bare in [*tables, ("parse_failure", UNREAD, [])]:
         for kind, rows in table.items():
             for gold, answer in rows:
                 text = f"The answer is $\\boxed{{{answer}}}$."
@@ -344,7 +345,10 @@ def test_script_without_main_guard_works(tmp_path):
 
 
 # ----------------------------------------------------------------------------- size limits
-@pytest.mark.parametrize("answer", ["9^{9^{9}}", "1000000!", "(" * 30 + "5" + ")" * 30, ",".join(map(str, range(5000)))])
+OVERSIZED = ["9^{9^{9}}", "1000000!", "(" * 30 + "5" + ")" * 30, ",".join(map(str, range(5000)))]
+
+
+@pytest.mark.parametrize("answer", OVERSIZED)
 def test_oversized_answer_is_refused_before_math_verify(monkeypatch, answer):
     import rewards_as_labels.verifier as V
 
@@ -367,3 +371,10 @@ def test_size_limits_follow_the_gold():
 
 def _forbidden(*args, **kwargs):
     raise AssertionError("math-verify was called for an answer over a size limit")
+
+
+# ----------------------------------------------------------------------------- probe battery
+@pytest.mark.parametrize("form, gold, text, require_boxed, expected", PROBES, ids=[p[0] for p in PROBES])
+def test_probe_battery(form, gold, text, require_boxed, expected):
+    rewards, counts = Verifier().score([text], [gold], require_boxed=require_boxed)
+    assert counts[expected] == 1, counts  # the verdict verifier.py's "Probes" states for this form

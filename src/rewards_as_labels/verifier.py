@@ -8,106 +8,52 @@ Pipeline per completion (first matching row wins):
     truncated by the caller (no EOS within the budget) -> 0, ``truncated``
         (even if the text holds the right number: an unfinished answer is not an answer)
     no answer found by extraction                      -> 0, ``parse_failure``
+    the answer equals the gold verbatim                -> 1, ``correct``
+    the answer is over a size limit                    -> 0, ``parse_failure`` (math-verify never sees it)
     math-verify raised its timeout / a worker hung     -> 0, ``timeout``
     math-verify raised anything else / parsed nothing  -> 0, ``error`` / ``parse_failure``
-    judge(gold, answer), see "Which comparisons are ours" -> 1 ``correct`` or 0 ``wrong``
+    an equation that states no value, for a value gold -> 0, ``parse_failure``
+    judge(gold, answer), see the rules below           -> 1 ``correct`` or 0 ``wrong``
 
 A gold is a string, or a list/tuple of strings that are accepted *alternatives* (verl's
 ``reward_model.ground_truth`` lists): ``0.01`` is correct for ``["0.01", "0.02"]``, while the
 string ``"0.01, 0.02"`` stays one set-valued answer, for which ``0.01`` is wrong.
 
-Which comparisons are math-verify's and which are ours (math-verify 0.9.0):
-    math-verify's own, with its default settings (``float_rounding=6``, ``numeric_precision=15``,
-    ``strict=True``, ``allow_set_relation_comp=False``): parsing of both sides, and every
-    verdict of symbolic, set, tuple, interval, matrix and equation equality; ``\dfrac``/``a/b``/
-    decimals, ``\text{5}``, ``30^\circ`` (degrees dropped), ``1,000`` as one number, ``0432``,
-    ``x = 3`` for ``3``, ``0.625`` for ``62.5\%``, units such as ``5\text{ cm}`` dropped.
-    Ours, each only where the library has no setting for it:
-    a) Significant digits. math-verify compares floats to ``float_rounding`` *decimal places*
-       and other numbers to an absolute ``numeric_precision``, so ``.0000673`` equals
-       ``.0000672``, and ``-(8.224 \times 10^{-19})`` equals ``8.224 \times 10^{-19}``.
-       Raising ``numeric_precision`` to 30 fixes the second kind only; a larger
-       ``float_rounding`` breaks ``0.333333`` for ``1/3`` at order 1 and still fails at
-       1e-20: no setting makes the comparison relative. So when both sides are numbers (or
-       tuples, sets or intervals of numbers) a "correct" also needs the values to agree
-       when rounded to ``SIGNIFICANT_DIGITS`` = 6 significant digits -- the relative form
-       of math-verify's own 6-decimal rule. Conversely a "wrong" between two plain numbers,
-       one of them a decimal, that agree to ``NOISE_DIGITS`` = 14 significant digits is
-       correct: that is binary noise (math-verify's ``8.7 \times 10^{8}`` is
-       869999999.99999994, not ``870000000``). Two exact numbers keep math-verify's exact
-       verdict, so ``2^{50}`` is still not ``1125899906842625``. (Limit, math-verify's:
-       a decimal holds 15 significant digits, so ``1125899906842625.0`` passes for 2^50.)
-    b) e-notation. math-verify reads ``4.5e33`` as 4.5·e·33 (Euler's e); both sides are
-       rewritten to ``4.5\times10^{33}`` before parsing, so ``8.7e8`` equals
-       ``8.7 \times 10^{8}`` both ways. (A product "2·e·5" cannot be written ``2e5``.)
-    c) Percent. math-verify takes ``62.5\%`` as 0.625, so it refuses ``62.5`` for ``62.5%``
-       (it accepts ``8`` for ``8\%`` only through an integer special case). When either side
-       carries a percent sign, the two sides *both stripped of it* are compared too: a
-       percent sign on one side only is read as notation (``62.5\%`` is right for ``62.5``).
-       Mixing stays wrong: ``0.625\%`` for ``62.5\%`` is still refused.
-    d) Lossy gold parses. A gold is parsed once (:func:`read_gold`) and the parse is checked:
-       - a Latin letter of the gold (outside ``\commands`` and ``\text{}``-like wrappers) that
-         is missing from the parse means math-verify's unit stripping ate a symbol (``6m``
-         -> 6, ``\frac{1}{\sqrt{2}}c`` -> 1/sqrt(2)). The gold is re-parsed with units kept
-         (``6m`` -> 6·m), and its answers with it; if letters are still lost it is judged
-         by normalised string equality (spaces, ``\left``/``\right``, ``\dfrac`` and
-         ``\text{}`` wrappers removed), which keeps the whole gold.
-       - a bare comma list whose parse merged equal elements (``16,3,1,1`` -> {1, 3, 16},
-         ``-2,-2`` -> {-2}) is compared as a multiset: the same number of elements, each
-         matched by one answer element under these same rules. An answer list that merged
-         elements must have as many elements as the gold (``1,3,3`` is not ``1,3``).
-       - an interval closed at an infinite end is silently opened by sympy (``(5,\infty]``
-         -> (5, oo)); such brackets must agree on both sides.
-       A gold left with nothing to compare (empty, or no letter or digit) is unusable:
-       :func:`unusable_gold` says why, and the data layer drops its problem up front.
-    e) An answer equal to the gold verbatim, up to spacing and wrappers (:func:`canonical`),
-       is correct without parsing; this replaces math-verify's comparison of its own
-       normalised strings, which for ``6m`` is ``6`` and so not lossless.
+math-verify (0.9.0) parses both sides and gives every verdict of symbolic, set, tuple,
+interval, matrix and equation equality, with its default settings (:data:`MATH_VERIFY`).
+Our rules, each only where the library has no setting for it, are documented on the
+function that applies them:
+    extraction: the last box, else the final number ........ :func:`extract_answer`, :func:`_last_boxed`
+    the answer handed to math-verify inside ``\boxed{}`` ... :func:`as_latex`
+    a) numbers agree to 6 significant digits ................ :func:`_numbers_agree`
+    b) e-notation read as written ........................... :func:`e_notation`
+    c) percent on one side is notation ...................... :func:`judge_answer`
+    d) a gold parse that loses a symbol or element .......... :func:`read_gold`
+    e) the gold verbatim is correct ......................... :func:`canonical`
+    f) an equation states a value only with a name on the left :func:`read_value`
+    g) units dropped item by item: a list stays a list ...... :func:`strip_units`
+    h) size limits before any symbolic work ................. :func:`too_costly`
+    caches, the integer fast path, the pool's size ......... :class:`Verifier`
+    the process pool and its hard timeouts ................. :mod:`rewards_as_labels.verifier_pool`
+    main thread only (math-verify's ``signal.alarm``) ...... :func:`score_completions`
 
-Choices and deviations (the paper's verl reward uses its own math grader on ``\boxed{}``):
-1) Extraction is ours, not math-verify's: the content of the last ``\boxed{...}`` if any,
-   else the *final number* in the text (``-3``, ``0.5``, ``.5``, ``3/4``, ``\frac{3}{4}``,
-   ``1,000``, ``8.7e8``, ``8.7 \times 10^{8}``, ``62.5\%``; a sign written as ``-(...)``
-   is kept). Only that span is given to math-verify. This is the anti-hack rule for the
-   embedded task: the prompt is ``12+3=`` and a completion that merely echoes ``12+3`` must
-   not be rewarded by math-verify evaluating the expression to 15 -- its final number is
-   ``3``. A minus sign counts only when it is not a binary minus (``12-3`` ends in ``3``).
-   Boxed content goes to math-verify whole (``\boxed{12+3}`` equals 15), as in maths RLVR;
-   the tiny model cannot write a backslash, so this never applies to it. Matching braces
-   are found in one pass, so a text of many (or unbalanced) ``\boxed{`` costs linear time.
-   ``require_boxed`` turns the final-number fallback off: a problem whose prompt asks for
-   ``\boxed{}`` (every hub data set, see :func:`asks_for_box`) is answered only by a
-   ``\boxed{}``, so echoing a question whose last number happens to be the answer ("Let
-   x = 12. Find x.") earns nothing.
-2) The span (and the gold) is handed to math-verify *inside* ``\boxed{...}``: math-verify
-   reads LaTeX only between delimiters, and bare, ``\{1,2\}`` parses to nothing,
-   ``10^{10^{10}}`` to ``10`` and ``1,2`` to ``1.2`` (measured with math-verify 0.9.0).
-3) Caches: each distinct gold string is read once (:func:`read_gold`, which also decides
-   how it is compared) and each distinct ``(gold, extracted)`` pair is judged once; answers
-   repeat within and across groups, so repeats cost a dict lookup. A gold list is judged
-   alternative by alternative, so its pairs share these caches. Data sets are checked up
-   front with :func:`unusable_gold` (``conversion.py``); an unusable gold that still reaches the verifier raises.
-4) Integer fast path: when the gold and the extracted answer are both plain integers
-   (``-?\d+``) they are compared as Python ints, which is exactly the verdict of the slow
-   path for that case (``0432 == 432``; checked in the tests) at a thousandth of the cost.
-   Without it, RL on the tiny task paid about 0.7 ms per completion.
-5) math-verify implements its timeouts with ``signal.alarm``, which only works in a
-   process's main thread: call :func:`score_completions` and :func:`unusable_gold` from the
-   main thread (we raise a clear ``RuntimeError`` otherwise instead of a deep ValueError).
-6) Pool size by measurement (numbers in ``tools/verifier_bench.py``; ``python -m
-   rewards_as_labels.tools.verifier_bench``): on 2 cores a ``spawn`` pool of 1 or 2 workers
-   was slower than judging in this process, as issue 11 found, so there the default judges
-   in-process. On more cores the default keeps the earlier pool of ``min(4, CPUs)`` workers, unmeasured here: rerun the
-   bench on such a machine. With ``workers >= 2``, batches of at least ``pool_min_items``
-   new pairs go to a ``ProcessPoolExecutor`` (``spawn``: safe beside CUDA; a worker imports
-   only math-verify).
-   Each worker runs math-verify in its main thread, so its ``signal.alarm`` timeouts work
-   there too; a pair still running after ``hard_timeout`` seconds (stuck in C code) scores
-   ``timeout``, its worker is killed and the pool restarted; a worker that dies scores its
-   pair ``error``. Workers publish the pair they hold in shared memory, so exactly the
-   culprit is blamed. A script without an ``if __name__ == "__main__":`` guard cannot use
-   ``spawn`` (each worker would re-run the script): it is detected before any worker
-   starts, and judging stays in-process with a warning that says what to add.
+Probes: responses as a policy probing the verifier writes them, and their verdicts (the probe
+battery, ``tools/verifier_bench.py``'s ``PROBES``, checked in ``tests/test_verifier_battery.py``):
+    several boxes: the last one answers (an earlier right box earns nothing) ....... rule extraction
+    nested boxes: the outer box, read whole (``\boxed{\boxed{3} or \boxed{4}}`` is a hedge, wrong)
+    an unclosed box is no box: ``parse_failure``, or the last closed box answers
+    ``x = 4`` for 4: correct; ``1 = 5\times10^{-19}``, ``2p = .0000673``, ``99 = 15``,
+        ``15\text{ cm}^2 = 16\text{ cm}^2``, ``x = 3 = 4``: ``parse_failure`` .......... f)
+    a list or an "or" behind units (``15\text{ cm}^2, 16\text{ cm}^2``): wrong; one answer
+        with a unit (``15\text{ cm}^2``): correct ...................................... g)
+    hedges (``3 or 4``, ``3 \lor 4``, ``x = 3 or x = 4``, ``3 \pm 1``, ``$3$ or $4$``): wrong
+    digits other than 0-9 (fullwidth, Arabic-Indic) are not digits: boxed, wrong (math-verify
+        reads no number); unboxed, no final number is found: ``parse_failure``
+    power towers, huge factorials, nesting deeper than 8, a box of 5,000 candidates:
+        ``parse_failure`` without calling math-verify; a 5,000-digit integer: wrong (compared
+        as text); ``2^{2^{2^{2}}}`` for 65536: correct ........................................ h)
+    ``e^{-2t}/15`` for the gold ``\frac{1}{15} e^{-2t}``: correct ............................ d)
+    a response of 1.4 MB, 50,000 unclosed boxes, 20,000 boxes: extraction is linear
 """
 
 from __future__ import annotations
@@ -135,11 +81,11 @@ from .verifier_pool import forget_pool, shared_pool, unguarded_main
 
 OUTCOMES = ("correct", "wrong", "parse_failure", "truncated", "timeout", "error")
 
-# math-verify's own comparison settings, spelled out (its defaults; see "ours a)" above for why
+# math-verify's own comparison settings, spelled out (its defaults; see _numbers_agree for why
 # numeric_precision and float_rounding stay as they are)
 MATH_VERIFY = dict(float_rounding=6, numeric_precision=15, strict=True, allow_set_relation_comp=False)
-SIGNIFICANT_DIGITS = 6  # "ours a)": numbers must agree to this many significant digits
-NOISE_DIGITS = 14  # "ours a)": a decimal and a number agreeing to this many digits are equal (binary noise)
+SIGNIFICANT_DIGITS = 6  # rule a): numbers must agree to this many significant digits
+NOISE_DIGITS = 14  # rule a): a decimal and a number agreeing to this many digits are equal (binary noise)
 
 # ----------------------------------------------------------------------------- extraction
 # A number that is not the right operand of a binary minus: "-3" is negative, "12-3" ends in "3".
@@ -210,6 +156,20 @@ def _unbox(text: str) -> str:
 def extract_answer(text: str) -> str | None:
     """The answer span of a completion: last ``\\boxed{}`` content, else the final number.
 
+    Extraction is ours, not math-verify's: the content of the last ``\\boxed{...}`` if any
+    (:func:`_last_boxed`), else the *final number* in the text (``-3``, ``0.5``, ``.5``, ``3/4``,
+    ``\\frac{3}{4}``, ``1,000``, ``8.7e8``, ``8.7 \\times 10^{8}``, ``62.5\\%``; a sign written as
+    ``-(...)`` is kept). Only that span is given to math-verify. This is the anti-hack rule for
+    the embedded task: the prompt is ``12+3=`` and a completion that merely echoes ``12+3``
+    must not be rewarded by math-verify evaluating the expression to 15 -- its final number
+    is ``3``. A minus sign counts only when it is not a binary minus (``12-3`` ends in ``3``).
+    Boxed content goes to math-verify whole (``\\boxed{12+3}`` equals 15), as in maths RLVR;
+    the tiny model cannot write a backslash, so this never applies to it. A digit is 0-9
+    only: math-verify reads no other. ``require_boxed`` (in :meth:`Verifier.score`) turns
+    the final-number fallback off: a problem whose prompt asks for ``\\boxed{}`` (every hub
+    data set, see :func:`asks_for_box`) is answered only by a box, so echoing a question
+    whose last number happens to be the answer ("Let x = 12. Find x.") earns nothing.
+
     >>> extract_answer("12+3"), extract_answer("so \\\\boxed{\\\\frac{1}{2}} ok"), extract_answer("x")
     ('3', '\\\\frac{1}{2}', None)
     >>> extract_answer("about 1,000 or 8.7e8"), extract_answer("it is -(2 \\\\times 10^{-3})")
@@ -252,6 +212,10 @@ _CLOSED_INFINITY = re.compile(r"\[[-+]?\\infty|\\infty\]")
 def e_notation(text: str) -> str:
     """``4.5e33`` as ``4.5\\times10^{33}``, which math-verify does not read as 4.5·e·33.
 
+    Rule b): math-verify reads ``4.5e33`` as 4.5·e·33 (Euler's e); both sides are rewritten
+    before parsing, so ``8.7e8`` equals ``8.7 \\times 10^{8}`` both ways. (A product "2·e·5"
+    cannot be written ``2e5``.)
+
     >>> e_notation("4.5e33"), e_notation("1.2E-5 and e^2")
     ('4.5\\\\times10^{33}', '1.2\\\\times10^{-5} and e^2')
     """
@@ -260,6 +224,9 @@ def e_notation(text: str) -> str:
 
 def as_latex(answer: str) -> str:
     """The string math-verify parses for an answer span or gold: ``\\boxed{...}`` unless delimited already.
+
+    math-verify reads LaTeX only between delimiters; bare, ``\\{1,2\\}`` parses to nothing,
+    ``10^{10^{10}}`` to ``10`` and ``1,2`` to ``1.2`` (measured with math-verify 0.9.0).
 
     >>> as_latex("\\\\{1,2\\\\}"), as_latex("$x$")
     ('\\\\boxed{\\\\{1,2\\\\}}', '$x$')
@@ -272,6 +239,11 @@ def as_latex(answer: str) -> str:
 
 def canonical(text: str) -> str:
     """An answer or gold as compared verbatim: first always, and alone when a gold cannot be parsed without loss.
+
+    Rule e): an answer equal to the gold verbatim, up to spacing, ``\\left``/``\\right``,
+    ``\\dfrac`` and ``\\text{}``-like wrappers, is correct without parsing; this replaces
+    math-verify's comparison of its own normalised strings, which for ``6m`` is ``6`` and
+    so not lossless.
 
     >>> canonical(" \\\\left( \\\\dfrac{1}{2}, \\\\text{ab} \\\\right). ")
     '(\\\\frac{1}{2},ab)'
@@ -629,7 +601,24 @@ class GoldForm:
 
 @lru_cache(maxsize=100_000)
 def read_gold(gold: str, timeout: int = 5) -> GoldForm:
-    """Parse ``gold`` once, checking that the parse kept all of it (see "ours d)").
+    """Parse ``gold`` once, checking that the parse kept all of it (rule d).
+
+    - A Latin letter of the gold (outside ``\\commands`` and ``\\text{}``-like wrappers) that
+      is missing from the parse means math-verify's unit stripping ate a symbol (``6m`` -> 6,
+      ``\\frac{1}{\\sqrt{2}}c`` -> 1/sqrt(2)). The gold is re-parsed with units kept (``6m`` ->
+      6·m), and its answers with it; if letters are still lost it is judged by normalised
+      string equality (:func:`canonical`), which keeps the whole gold. Euler's number counts
+      as a kept ``e`` (``\\frac{1}{15} e^{-2t}`` parses to exp(-2t)/15, so ``e^{-2t}/15`` is
+      correct for it), and ``\\frac{1}{15} e^{-2t} m`` still keeps its ``m``.
+    - A bare comma list whose parse merged equal elements (``16,3,1,1`` -> {1, 3, 16},
+      ``-2,-2`` -> {-2}) is compared as a multiset: the same number of elements, each
+      matched by one answer element under these same rules. An answer list that merged
+      elements must have as many elements as the gold (``1,3,3`` is not ``1,3``).
+    - An interval closed at an infinite end is silently opened by sympy (``(5,\\infty]`` ->
+      (5, oo)); such brackets must agree on both sides.
+    - An equation is read by :func:`read_value`, as answers are.
+    A gold left with nothing to compare (empty, or no letter or digit) is unusable:
+    :func:`unusable_gold` says why, and the data layer drops its problem up front.
 
     >>> read_gold("6m").mode, str(read_gold("6m").expr), read_gold("16,3,1,1").items, read_gold("").reason
     ('units_kept', '6*m', ('16', '3', '1', '1'), 'empty')
@@ -707,19 +696,33 @@ def _digits(value, digits: int) -> str:
 
 
 def _numbers_agree(gold, pred, same: bool) -> bool | None:
-    """Our verdict on math-verify's ``same`` for numbers ("ours a)"), or None where we have none.
+    """Our verdict on math-verify's ``same`` for numbers (rule a), or None where we have none.
 
-    A "same" needs every number to agree to SIGNIFICANT_DIGITS; a "different" between two
-    plain numbers (never intervals, tuples or sets, whose brackets and order matter), one
-    of them holding a decimal (exact numbers are compared exactly), is overturned when
-    they agree to NOISE_DIGITS.
+    math-verify compares floats to ``float_rounding`` *decimal places* and other numbers to
+    an absolute ``numeric_precision``, so ``.0000673`` equals ``.0000672``, and
+    ``-(8.224 \\times 10^{-19})`` equals ``8.224 \\times 10^{-19}``. Raising
+    ``numeric_precision`` to 30 fixes the second kind only; a larger ``float_rounding``
+    breaks ``0.333333`` for ``1/3`` at order 1 and still fails at 1e-20: no setting makes
+    the comparison relative. So when both sides are numbers (or tuples, sets or intervals of
+    numbers) a "same" also needs every number to agree when rounded to SIGNIFICANT_DIGITS
+    = 6 significant digits -- the relative form of math-verify's own 6-decimal rule.
+    Conversely a "different" between two plain numbers (never intervals, tuples or sets,
+    whose brackets and order matter), one of them a decimal, that agree to NOISE_DIGITS =
+    14 significant digits is overturned: that is binary noise (math-verify's
+    ``8.7 \\times 10^{8}`` is 869999999.99999994, not ``870000000``). Two exact numbers keep
+    math-verify's exact verdict, so ``2^{50}`` is still not ``1125899906842625``. (Limit,
+    math-verify's: a decimal holds 15 significant digits, so ``1125899906842625.0`` passes
+    for 2^50.) Both sides are the values :func:`read_value` states, so ``x = w`` is checked
+    too; two equations without a name on the left keep math-verify's tolerance.
     """
     g, p = _values(gold), _values(pred)
     if g is None or p is None or len(g) != len(p):
         return None
     gold, pred = unwrap_eq(gold), unwrap_eq(pred)
     if not same and not (
-        isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr) and (gold.has(sympy.Float) or pred.has(sympy.Float))
+        isinstance(gold, sympy.Expr)
+        and isinstance(pred, sympy.Expr)
+        and (gold.has(sympy.Float) or pred.has(sympy.Float))
     ):
         return None
     digits = SIGNIFICANT_DIGITS if same else NOISE_DIGITS
@@ -727,7 +730,7 @@ def _numbers_agree(gold, pred, same: bool) -> bool | None:
 
 
 def _equal(gold, pred, timeout: int) -> bool:
-    """math-verify's verdict on two parses, made relative for numbers ("ours a)")."""
+    """math-verify's verdict on two parses, made relative for numbers (rule a)."""
     same = verify(gold, pred, timeout_seconds=timeout, raise_on_error=True, **MATH_VERIFY)
     agree = with_timeout(timeout_seconds=timeout)(_numbers_agree)(gold, pred, same)
     return same if agree is None else agree
@@ -782,7 +785,15 @@ def _judge_form(gold: GoldForm, answer: str, timeout: int) -> str:
 
 
 def judge_answer(gold: GoldForm, answer: str, timeout: int = 5) -> str:
-    """Outcome of one extracted answer against one read gold: ``correct``, ``wrong``, ``parse_failure``, ``timeout`` or ``error``.
+    """Outcome of one extracted answer against one read gold.
+
+    One of ``correct``, ``wrong``, ``parse_failure``, ``timeout`` or ``error``.
+
+    Rule c), percent: math-verify takes ``62.5\\%`` as 0.625, so it refuses ``62.5`` for
+    ``62.5%`` (it accepts ``8`` for ``8\\%`` only through an integer special case). When either
+    side carries a percent sign, the two sides *both stripped of it* are compared too: a
+    percent sign on one side only is read as notation (``62.5\\%`` is right for ``62.5``).
+    Mixing stays wrong: ``0.625\\%`` for ``62.5\\%`` is still refused.
 
     >>> judge_answer(read_gold("62.5%"), "62.5"), judge_answer(read_gold("6m"), "6")
     ('correct', 'wrong')
@@ -792,7 +803,7 @@ def judge_answer(gold: GoldForm, answer: str, timeout: int = 5) -> str:
     try:
         outcome = _judge_form(gold, answer, timeout)
         if outcome != "correct" and (gold.bare is not None or _PERCENT.search(answer)):
-            # "ours c)": percent signs stripped from both sides; one side only stays the library's
+            # rule c): percent signs stripped from both sides; one side only stays the library's
             if _judge_form(gold.bare or gold, _PERCENT.sub("", answer), timeout) == "correct":
                 return "correct"
         return outcome
@@ -833,6 +844,20 @@ def _judge_pair(gold: str, answer: str, timeout: int) -> str:
 @dataclass
 class Verifier:
     """math-verify with caches, outcome accounting and an optional process pool; see the module docstring.
+
+    Caches: each distinct gold string is read once (:func:`read_gold`, which also decides how
+    it is compared) and each distinct ``(gold, extracted)`` pair is judged once; answers
+    repeat within and across groups, so repeats cost a dict lookup. A gold list is judged
+    alternative by alternative, so its pairs share these caches. Integer fast path: when
+    the gold and the answer are both plain integers (``-?[0-9]+``) they are compared as
+    digit strings, exactly the slow path's verdict (``0432 == 432``; checked in the tests)
+    at a thousandth of the cost, and with no limit on their length. Pool size by
+    measurement (``python -m rewards_as_labels.tools.verifier_bench``): on 2 cores a
+    ``spawn`` pool of 1 or 2 workers was slower than judging in this process, so there the
+    default judges in-process; on more cores it keeps a pool of ``min(4, CPUs)`` workers,
+    unmeasured here. With ``workers >= 2``, batches of at least ``pool_min_items`` new pairs
+    go to :class:`~rewards_as_labels.verifier_pool.MathVerifyPool`; a script without a main
+    guard judges in-process with a warning that says what to add.
 
     ``timeout_seconds`` bounds each math-verify parse/verify call (signal-based);
     ``integer_fast_path`` compares two plain integers without math-verify (same verdict);
@@ -882,7 +907,9 @@ class Verifier:
         return self._store(key, judge_answer(self._read(gold), answer, self.timeout_seconds))
 
     def judge(self, gold: str | Sequence[str], answer: str) -> str:
-        """Outcome of one extracted answer in this thread: ``correct``, ``wrong``, ``parse_failure``, ``timeout`` or ``error``.
+        """Outcome of one extracted answer in this thread.
+
+        One of ``correct``, ``wrong``, ``parse_failure``, ``timeout`` or ``error``.
 
         >>> Verifier().judge(["0.01", "0.02"], "0.01"), Verifier().judge("0.01, 0.02", "0.01")
         ('correct', 'wrong')
@@ -896,7 +923,7 @@ class Verifier:
         if self.workers:
             return self.workers
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return 1 if cpus <= 2 else min(4, cpus)  # see "Choices 6)" and tools/verifier_bench.py
+        return 1 if cpus <= 2 else min(4, cpus)  # see the class docstring and tools/verifier_bench.py
 
     def _use_pool(self, todo: int) -> bool:
         if self._workers() < 2 or todo < self.pool_min_items:
