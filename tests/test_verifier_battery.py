@@ -165,6 +165,7 @@ EQUIVALENTS = {  # kind -> [(gold, answer)]: every one must score 1
         ("3", "f(2) = 3"),
         ("3", "\\Delta E = 3"),
         ("3", "x = \\frac{6}{2} = 3"),
+        ("(2, 3)", "(x, y) = (2, 3)"),
         ("x = 5", "5"),  # read alike: a gold equation with a name on the left states its value
         ("x = 5", "y = 5"),
         ("y = 2x+1", "2x+1"),

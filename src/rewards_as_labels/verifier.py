@@ -379,9 +379,11 @@ def _lost_letters(text: str, expr) -> set[str]:
 
 # ----------------------------------------------------------------------------- equations
 def _is_name(expr) -> bool:
-    """``x``, ``E_k``, ``f(2)``, ``\\Delta E``: a name, what the left side of a value's equation is."""
+    """``x``, ``E_k``, ``f(2)``, ``\\Delta E``, ``(x, y)``: a name, what the left side of a value's equation is."""
     if isinstance(expr, (sympy.Symbol, AppliedUndef)):
         return True
+    if isinstance(expr, sympy.Tuple):  # (x, y) = (2, 3)
+        return bool(expr.args) and all(_is_name(a) for a in expr.args)
     return isinstance(expr, sympy.Mul) and all(isinstance(a, sympy.Symbol) for a in expr.args)
 
 
