@@ -60,7 +60,7 @@ def probe_bench(repeats: int = 2) -> dict:
     """Seconds per call on :data:`PROBES` with cold caches (best of ``repeats``): the worst and per 1,000 responses.
 
     Returns ``per_1000``, ``worst`` (seconds), ``worst_form`` and ``slow``: the forms over 1 s
-    that are not correct answers (the issue's bar: none).
+    that are not correct answers (the bar: none; the CLI exits non-zero otherwise).
     """
     Verifier(workers=1).judge("\\frac{1}{2}", "0.5")  # warm up: math-verify's first parse loads its grammar
     seconds: dict[str, float] = {}
