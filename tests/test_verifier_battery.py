@@ -1,5 +1,7 @@
-r"""Issue 11's batteries: near misses never pay, equivalent forms always do; gold lists are
-alternatives; lossy gold parses keep the whole gold; unusable golds are reported.
+r"""The verifier's batteries: near misses never pay, equivalent forms always do, equations
+without a name on the left and oversized answers are not read; gold lists are alternatives;
+lossy gold parses keep the whole gold; unusable golds are reported; the probe battery of
+policy-style responses gets the verdicts stated in ``verifier.py``.
 
 Every case is scored through :class:`Verifier` as a training step would, in boxed form (how
 hub maths responses answer) and, for plain numbers, in the bare final-number form too.
@@ -14,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rewards_as_labels.verifier import Verifier, read_gold, unusable_gold
+from rewards_as_labels.tools.verifier_bench import PROBES
+from rewards_as_labels.verifier import Verifier, judge_answer, read_gold, unusable_gold
 
 SCI = "8.224 \\times 10^{-19}"
 NEAR_MISSES = {  # kind -> [(gold, answer)]: every one must score 0
@@ -72,6 +75,40 @@ NEAR_MISSES = {  # kind -> [(gold, answer)]: every one must score 0
     "percent of the wrong number": [
         ("62.5\\%", "0.625\\%"),
     ],
+    "a list or an or behind units": [
+        ("15\\mbox{ cm}^2", "15 \\text{ cm}^2, 16 \\text{ cm}^2"),
+        ("15\\mbox{ cm}^2", "15 \\text{ cm}^2 \\text{ or } 16 \\text{ cm}^2"),
+        ("5.4 \\text{ cents}", "5.4 \\text{ cents}, 5.5 \\text{ cents}"),
+        ("3", "3 \\text{ cm or } 4 \\text{ cm}"),
+        ("4", "3 \\lor 4"),  # math-verify read the last operand
+        ("4", "3 \\vee 4"),
+        ("3", "x = 3 \\text{ or } x = 4"),
+    ],
+    "Euler's number": [
+        ("\\frac{1}{15} e^{-2t}", "\\frac{1}{15} e^{-3t}"),
+        ("\\frac{1}{15} e^{-2t} m", "\\frac{1}{15} e^{-2t}"),  # still lossy: the m is kept
+        ("2e", "2"),
+    ],
+}
+UNREAD = {  # kind -> [(gold, answer)]: every one must score 0 as a parse failure (it states no value, or is too big)
+    "equation whose left side is no name": [
+        (SCI, "1 = 5 \\times 10^{-19}"),
+        (".0000672", "2p = .0000673"),
+        (".0000672", "1 = .0000672"),  # the gold's value, but the equation says nothing about it
+        ("15\\mbox{ cm}^2", "99 = 15\\mbox{ cm}^2"),
+        ("15\\mbox{ cm}^2", "15\\text{ cm}^2 = 16\\text{ cm}^2"),
+        ("3", "2x = 6"),
+        ("4", "x = 3 = 4"),  # a chain with a false link
+    ],
+    "over a size limit": [
+        ("5", "9^{9^{9}}"),
+        ("5", "2^{2^{2^{2^{2^{2}}}}}"),
+        ("5", "10^{10^{10}}"),
+        ("5", "1000000!"),
+        ("5", "(10^{6})!"),
+        ("5", "(" * 9 + "5" + ")" * 9),  # equal, but nested past MAX_NESTING
+        ("5", ", ".join(str(i) for i in range(150))),  # a list longer than MAX_ANSWER_CHARS
+    ],
 }
 BARE_NEAR_MISSES = [  # plain numbers written without a box
     (SCI, "so the energy is -(8.224 \\times 10^{-19}) J"),
@@ -123,7 +160,34 @@ EQUIVALENTS = {  # kind -> [(gold, answer)]: every one must score 1
     ],
     "equation": [
         ("3", "x = 3"),
+        ("5", "x = 5"),
         (SCI, "E = 8.224 \\times 10^{-19}"),
+        ("3", "f(2) = 3"),
+        ("3", "\\Delta E = 3"),
+        ("3", "x = \\frac{6}{2} = 3"),
+        ("(2, 3)", "(x, y) = (2, 3)"),
+        ("x = 5", "5"),  # read alike: a gold equation with a name on the left states its value
+        ("x = 5", "y = 5"),
+        ("y = 2x+1", "2x+1"),
+        ("2x+3y=6", "4x+6y=12"),  # two equations without a name on the left: compared as equations
+    ],
+    "units on a single answer": [
+        ("15\\mbox{ cm}^2", "15 \\text{ cm}^2"),
+        ("15\\mbox{ cm}^2", "15"),
+        ("5.4 \\text{ cents}", "5.4"),
+        ("9.8", "9.8 \\text{ m}\\cdot\\text{s}^{-2}"),
+        ("9.8", "a = 9.8 \\text{ m/s}^2"),
+        ("15, 16", "15 \\text{ cm}, 16 \\text{ cm}"),  # a list gold: each item loses its own unit
+    ],
+    "Euler's number": [
+        ("\\frac{1}{15} e^{-2t}", "e^{-2t}/15"),
+        ("\\frac{1}{15} e^{-2t}", "\\frac{e^{-2t}}{15}"),
+        ("e^{-2t}", "\\exp(-2t)"),
+    ],
+    "large but cheap": [
+        ("1024", "2^{10}"),
+        ("65536", "2^{2^{2^{2}}}"),
+        ("3628800", "10!"),
     ],
     "lossy gold, whole answer": [
         ("6m", "6m"),
@@ -153,11 +217,12 @@ BARE_EQUIVALENTS = [  # plain numbers written without a box
 
 def _battery():
     """(gold, response, require_boxed, outcome) for every case: boxed as hub responses answer, and bare."""
-    for expected, table, bare in [("wrong", NEAR_MISSES, BARE_NEAR_MISSES), ("correct", EQUIVALENTS, BARE_EQUIVALENTS)]:
+    tables = [("wrong", NEAR_MISSES, BARE_NEAR_MISSES), ("correct", EQUIVALENTS, BARE_EQUIVALENTS)]
+    for expected, table, bare in [*tables, ("parse_failure", UNREAD, [])]:
         for kind, rows in table.items():
             for gold, answer in rows:
                 text = f"The answer is $\\boxed{{{answer}}}$."
-                yield pytest.param(gold, text, True, expected, id=f"{expected}, {kind}: {answer} for {gold}")
+                yield pytest.param(gold, text, True, expected, id=f"{expected}, {kind}: {answer[:60]} for {gold}")
         for gold, text in bare:
             yield pytest.param(gold, text, False, expected, id=f"{expected}, bare: {text} for {gold}")
 
@@ -278,3 +343,39 @@ def test_script_without_main_guard_works(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "REWARDS [1.0, 1.0, 0.0]" in done.stdout
     assert 'if __name__ == "__main__":' in done.stderr  # the warning says exactly what to add
+
+
+# ----------------------------------------------------------------------------- size limits
+OVERSIZED = ["9^{9^{9}}", "1000000!", "(" * 30 + "5" + ")" * 30, ",".join(map(str, range(5000)))]
+
+
+@pytest.mark.parametrize("answer", OVERSIZED)
+def test_oversized_answer_is_refused_before_math_verify(monkeypatch, answer):
+    import rewards_as_labels.verifier as V
+
+    gold = read_gold("5")
+    monkeypatch.setattr(V, "parse", _forbidden)
+    monkeypatch.setattr(V, "verify", _forbidden)
+    assert V.too_costly(answer) is not None
+    assert judge_answer(gold, answer) == "parse_failure"
+
+
+def test_size_limits_follow_the_gold():
+    from rewards_as_labels.verifier import MAX_ANSWER_CHARS, too_costly
+
+    long_gold = "x + " * (MAX_ANSWER_CHARS // 4) + "1"
+    assert too_costly(long_gold) is not None and too_costly(long_gold, long_gold) is None
+    assert too_costly("2^{2^{20}}") is not None and too_costly("2^{2^{20}}", "2^{2^{21}}") is None
+    assert too_costly("5" * 5000, "") is not None  # a 5,000-digit integer: too long to read ...
+    assert Verifier().judge("5" * 5000, "5" * 5000) == "correct"  # ... unless it is the gold (no int() limit)
+
+
+def _forbidden(*args, **kwargs):
+    raise AssertionError("math-verify was called for an answer over a size limit")
+
+
+# ----------------------------------------------------------------------------- probe battery
+@pytest.mark.parametrize("form, gold, text, require_boxed, expected", PROBES, ids=[p[0] for p in PROBES])
+def test_probe_battery(form, gold, text, require_boxed, expected):
+    rewards, counts = Verifier().score([text], [gold], require_boxed=require_boxed)
+    assert counts[expected] == 1, counts  # the verdict verifier.py's "Probes" states for this form

@@ -64,8 +64,8 @@ def test_huge_exponent_fails_closed_quickly():
     start = time.perf_counter()
     rewards, counts = v.score(["\\boxed{10^{10^{10}}}", "so \\boxed{9^{9^{9}}}"], ["5", "5"])
     assert rewards.tolist() == [0.0, 0.0]
-    assert counts["timeout"] + counts["wrong"] + counts["error"] == 2
-    assert time.perf_counter() - start < 8  # about 1 s each (math-verify's own alarm)
+    assert counts["parse_failure"] == 2  # refused unread by the size limits (too_costly)
+    assert time.perf_counter() - start < 8  # before the limits, about 1 s each (math-verify's own alarm)
 
 
 def test_many_and_unbalanced_boxes_are_linear_time():

@@ -8,120 +8,61 @@ Pipeline per completion (first matching row wins):
     truncated by the caller (no EOS within the budget) -> 0, ``truncated``
         (even if the text holds the right number: an unfinished answer is not an answer)
     no answer found by extraction                      -> 0, ``parse_failure``
+    the answer equals the gold verbatim                -> 1, ``correct``
+    the answer is over a size limit                    -> 0, ``parse_failure`` (math-verify never sees it)
     math-verify raised its timeout / a worker hung     -> 0, ``timeout``
     math-verify raised anything else / parsed nothing  -> 0, ``error`` / ``parse_failure``
-    judge(gold, answer), see "Which comparisons are ours" -> 1 ``correct`` or 0 ``wrong``
+    an equation that states no value, for a value gold -> 0, ``parse_failure``
+    judge(gold, answer), see the rules below           -> 1 ``correct`` or 0 ``wrong``
 
 A gold is a string, or a list/tuple of strings that are accepted *alternatives* (verl's
 ``reward_model.ground_truth`` lists): ``0.01`` is correct for ``["0.01", "0.02"]``, while the
 string ``"0.01, 0.02"`` stays one set-valued answer, for which ``0.01`` is wrong.
 
-Which comparisons are math-verify's and which are ours (math-verify 0.9.0):
-    math-verify's own, with its default settings (``float_rounding=6``, ``numeric_precision=15``,
-    ``strict=True``, ``allow_set_relation_comp=False``): parsing of both sides, and every
-    verdict of symbolic, set, tuple, interval, matrix and equation equality; ``\dfrac``/``a/b``/
-    decimals, ``\text{5}``, ``30^\circ`` (degrees dropped), ``1,000`` as one number, ``0432``,
-    ``x = 3`` for ``3``, ``0.625`` for ``62.5\%``, units such as ``5\text{ cm}`` dropped.
-    Ours, each only where the library has no setting for it:
-    a) Significant digits. math-verify compares floats to ``float_rounding`` *decimal places*
-       and other numbers to an absolute ``numeric_precision``, so ``.0000673`` equals
-       ``.0000672``, and ``-(8.224 \times 10^{-19})`` equals ``8.224 \times 10^{-19}``.
-       Raising ``numeric_precision`` to 30 fixes the second kind only; a larger
-       ``float_rounding`` breaks ``0.333333`` for ``1/3`` at order 1 and still fails at
-       1e-20: no setting makes the comparison relative. So when both sides are numbers (or
-       tuples, sets or intervals of numbers) a "correct" also needs the values to agree
-       when rounded to ``SIGNIFICANT_DIGITS`` = 6 significant digits -- the relative form
-       of math-verify's own 6-decimal rule. Conversely a "wrong" between two plain numbers,
-       one of them a decimal, that agree to ``NOISE_DIGITS`` = 14 significant digits is
-       correct: that is binary noise (math-verify's ``8.7 \times 10^{8}`` is
-       869999999.99999994, not ``870000000``). Two exact numbers keep math-verify's exact
-       verdict, so ``2^{50}`` is still not ``1125899906842625``. (Limit, math-verify's:
-       a decimal holds 15 significant digits, so ``1125899906842625.0`` passes for 2^50.)
-    b) e-notation. math-verify reads ``4.5e33`` as 4.5·e·33 (Euler's e); both sides are
-       rewritten to ``4.5\times10^{33}`` before parsing, so ``8.7e8`` equals
-       ``8.7 \times 10^{8}`` both ways. (A product "2·e·5" cannot be written ``2e5``.)
-    c) Percent. math-verify takes ``62.5\%`` as 0.625, so it refuses ``62.5`` for ``62.5%``
-       (it accepts ``8`` for ``8\%`` only through an integer special case). When either side
-       carries a percent sign, the two sides *both stripped of it* are compared too: a
-       percent sign on one side only is read as notation (``62.5\%`` is right for ``62.5``).
-       Mixing stays wrong: ``0.625\%`` for ``62.5\%`` is still refused.
-    d) Lossy gold parses. A gold is parsed once (:func:`read_gold`) and the parse is checked:
-       - a Latin letter of the gold (outside ``\commands`` and ``\text{}``-like wrappers) that
-         is missing from the parse means math-verify's unit stripping ate a symbol (``6m``
-         -> 6, ``\frac{1}{\sqrt{2}}c`` -> 1/sqrt(2)). The gold is re-parsed with units kept
-         (``6m`` -> 6·m), and its answers with it; if letters are still lost it is judged
-         by normalised string equality (spaces, ``\left``/``\right``, ``\dfrac`` and
-         ``\text{}`` wrappers removed), which keeps the whole gold.
-       - a bare comma list whose parse merged equal elements (``16,3,1,1`` -> {1, 3, 16},
-         ``-2,-2`` -> {-2}) is compared as a multiset: the same number of elements, each
-         matched by one answer element under these same rules. An answer list that merged
-         elements must have as many elements as the gold (``1,3,3`` is not ``1,3``).
-       - an interval closed at an infinite end is silently opened by sympy (``(5,\infty]``
-         -> (5, oo)); such brackets must agree on both sides.
-       A gold left with nothing to compare (empty, or no letter or digit) is unusable:
-       :func:`unusable_gold` says why, and the data layer drops its problem up front.
-    e) An answer equal to the gold verbatim, up to spacing and wrappers (:func:`canonical`),
-       is correct without parsing; this replaces math-verify's comparison of its own
-       normalised strings, which for ``6m`` is ``6`` and so not lossless.
+math-verify (0.9.0) parses both sides and gives every verdict of symbolic, set, tuple,
+interval, matrix and equation equality, with its default settings (:data:`MATH_VERIFY`).
+Our rules, each only where the library has no setting for it, are documented on the
+function that applies them:
+    extraction: the last box, else the final number ........ :func:`extract_answer`, :func:`_last_boxed`
+    the answer handed to math-verify inside ``\boxed{}`` ... :func:`as_latex`
+    a) numbers agree to 6 significant digits ................ :func:`_numbers_agree`
+    b) e-notation read as written ........................... :func:`e_notation`
+    c) percent on one side is notation ...................... :func:`judge_answer`
+    d) a gold parse that loses a symbol or element .......... :func:`read_gold`
+    e) the gold verbatim is correct ......................... :func:`canonical`
+    f) an equation states a value only with a name on the left :func:`read_value`
+    g) units dropped item by item: a list stays a list ...... :func:`strip_units`
+    h) size limits before any symbolic work ................. :func:`too_costly`
+    caches, the integer fast path, the pool's size ......... :class:`Verifier`
+    the process pool and its hard timeouts ................. :mod:`rewards_as_labels.verifier_pool`
+    main thread only (math-verify's ``signal.alarm``) ...... :func:`score_completions`
 
-Choices and deviations (the paper's verl reward uses its own math grader on ``\boxed{}``):
-1) Extraction is ours, not math-verify's: the content of the last ``\boxed{...}`` if any,
-   else the *final number* in the text (``-3``, ``0.5``, ``.5``, ``3/4``, ``\frac{3}{4}``,
-   ``1,000``, ``8.7e8``, ``8.7 \times 10^{8}``, ``62.5\%``; a sign written as ``-(...)``
-   is kept). Only that span is given to math-verify. This is the anti-hack rule for the
-   embedded task: the prompt is ``12+3=`` and a completion that merely echoes ``12+3`` must
-   not be rewarded by math-verify evaluating the expression to 15 -- its final number is
-   ``3``. A minus sign counts only when it is not a binary minus (``12-3`` ends in ``3``).
-   Boxed content goes to math-verify whole (``\boxed{12+3}`` equals 15), as in maths RLVR;
-   the tiny model cannot write a backslash, so this never applies to it. Matching braces
-   are found in one pass, so a text of many (or unbalanced) ``\boxed{`` costs linear time.
-   ``require_boxed`` turns the final-number fallback off: a problem whose prompt asks for
-   ``\boxed{}`` (every hub data set, see :func:`asks_for_box`) is answered only by a
-   ``\boxed{}``, so echoing a question whose last number happens to be the answer ("Let
-   x = 12. Find x.") earns nothing.
-2) The span (and the gold) is handed to math-verify *inside* ``\boxed{...}``: math-verify
-   reads LaTeX only between delimiters, and bare, ``\{1,2\}`` parses to nothing,
-   ``10^{10^{10}}`` to ``10`` and ``1,2`` to ``1.2`` (measured with math-verify 0.9.0).
-3) Caches: each distinct gold string is read once (:func:`read_gold`, which also decides
-   how it is compared) and each distinct ``(gold, extracted)`` pair is judged once; answers
-   repeat within and across groups, so repeats cost a dict lookup. A gold list is judged
-   alternative by alternative, so its pairs share these caches. Data sets are checked up
-   front with :func:`unusable_gold` (``conversion.py``); an unusable gold that still reaches the verifier raises.
-4) Integer fast path: when the gold and the extracted answer are both plain integers
-   (``-?\d+``) they are compared as Python ints, which is exactly the verdict of the slow
-   path for that case (``0432 == 432``; checked in the tests) at a thousandth of the cost.
-   Without it, RL on the tiny task paid about 0.7 ms per completion.
-5) math-verify implements its timeouts with ``signal.alarm``, which only works in a
-   process's main thread: call :func:`score_completions` and :func:`unusable_gold` from the
-   main thread (we raise a clear ``RuntimeError`` otherwise instead of a deep ValueError).
-6) Pool size by measurement (numbers in ``tools/verifier_bench.py``; ``python -m
-   rewards_as_labels.tools.verifier_bench``): on 2 cores a ``spawn`` pool of 1 or 2 workers
-   was slower than judging in this process, as issue 11 found, so there the default judges
-   in-process. On more cores the default keeps the earlier pool of ``min(4, CPUs)`` workers, unmeasured here: rerun the
-   bench on such a machine. With ``workers >= 2``, batches of at least ``pool_min_items``
-   new pairs go to a ``ProcessPoolExecutor`` (``spawn``: safe beside CUDA; a worker imports
-   only math-verify).
-   Each worker runs math-verify in its main thread, so its ``signal.alarm`` timeouts work
-   there too; a pair still running after ``hard_timeout`` seconds (stuck in C code) scores
-   ``timeout``, its worker is killed and the pool restarted; a worker that dies scores its
-   pair ``error``. Workers publish the pair they hold in shared memory, so exactly the
-   culprit is blamed. A script without an ``if __name__ == "__main__":`` guard cannot use
-   ``spawn`` (each worker would re-run the script): it is detected before any worker
-   starts, and judging stays in-process with a warning that says what to add.
+Probes: responses as a policy probing the verifier writes them, and their verdicts (the probe
+battery, ``tools/verifier_bench.py``'s ``PROBES``, checked in ``tests/test_verifier_battery.py``):
+    several boxes: the last one answers (an earlier right box earns nothing) ....... rule extraction
+    nested boxes: the outer box, read whole (``\boxed{\boxed{3} or \boxed{4}}`` is a hedge, wrong)
+    an unclosed box is no box: ``parse_failure``, or the last closed box answers
+    ``x = 4`` for 4: correct; ``1 = 5\times10^{-19}``, ``2p = .0000673``, ``99 = 15``,
+        ``15\text{ cm}^2 = 16\text{ cm}^2``, ``x = 3 = 4``: ``parse_failure`` .......... f)
+    a list or an "or" behind units (``15\text{ cm}^2, 16\text{ cm}^2``): wrong; one answer
+        with a unit (``15\text{ cm}^2``): correct ...................................... g)
+    hedges (``3 or 4``, ``3 \lor 4``, ``x = 3 or x = 4``, ``3 \pm 1``, ``$3$ or $4$``): wrong
+    digits other than 0-9 (fullwidth, Arabic-Indic) are not digits: boxed, wrong (math-verify
+        reads no number); unboxed, no final number is found: ``parse_failure``
+    power towers, huge factorials, nesting deeper than 8, a box of 5,000 candidates:
+        ``parse_failure`` without calling math-verify; a 5,000-digit integer: wrong (compared
+        as text); ``2^{2^{2^{2}}}`` for 65536: correct ........................................ h)
+    ``e^{-2t}/15`` for the gold ``\frac{1}{15} e^{-2t}``: correct ............................ d)
+    a response of 1.4 MB, 50,000 unclosed boxes, 20,000 boxes: extraction is linear
 """
 
 from __future__ import annotations
 
-import atexit
-import multiprocessing
+import math
 import os
-import queue
 import re
-import sys
 import threading
 import warnings
-from concurrent.futures import ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -129,19 +70,22 @@ from typing import Any, Sequence
 
 import sympy
 from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+from latex2sympy2_extended.math_normalization import units_regex
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from math_verify.errors import TimeoutException
 from math_verify.grader import unwrap_eq
 from math_verify.utils import timeout as with_timeout
 from sympy.core.function import AppliedUndef
 
+from .verifier_pool import forget_pool, shared_pool, unguarded_main
+
 OUTCOMES = ("correct", "wrong", "parse_failure", "truncated", "timeout", "error")
 
-# math-verify's own comparison settings, spelled out (its defaults; see "ours a)" above for why
+# math-verify's own comparison settings, spelled out (its defaults; see _numbers_agree for why
 # numeric_precision and float_rounding stay as they are)
 MATH_VERIFY = dict(float_rounding=6, numeric_precision=15, strict=True, allow_set_relation_comp=False)
-SIGNIFICANT_DIGITS = 6  # "ours a)": numbers must agree to this many significant digits
-NOISE_DIGITS = 14  # "ours a)": a decimal and a number agreeing to this many digits are equal (binary noise)
+SIGNIFICANT_DIGITS = 6  # rule a): numbers must agree to this many significant digits
+NOISE_DIGITS = 14  # rule a): a decimal and a number agreeing to this many digits are equal (binary noise)
 
 # ----------------------------------------------------------------------------- extraction
 # A number that is not the right operand of a binary minus: "-3" is negative, "12-3" ends in "3".
@@ -150,39 +94,81 @@ _EXPONENT = r"[eE][+-]?\d+|\s*(?:\\times|\\cdot|×)\s*10\s*\^\s*(?:\{\s*[+-]?\d+
 _NUMBER = rf"(?:(?<![\w)}}\]])-)?(?:{_MANTISSA})(?:{_EXPONENT})?(?:\s*\\?%)?"
 _FINAL = re.compile(
     r"\\d?frac\{\s*(-?\d+)\s*\}\{\s*(\d+)\s*\}"  # \frac{3}{4}
-    rf"|{_NUMBER}(?:\s*/\s*\d+(?:\.\d+)?)?"  # 12, -3, 0.5, 3/4, 8.7e8, 62.5%
+    rf"|{_NUMBER}(?:\s*/\s*\d+(?:\.\d+)?)?",  # 12, -3, 0.5, 3/4, 8.7e8, 62.5%
+    re.ASCII,  # a digit is 0-9: math-verify reads no other, so neither does extraction (see "Probes")
 )
 _NEGATED = re.compile(r"(?<![\w)}\]])-\s*(?:\\left)?\($")  # "-(" right before the final number
-_INTEGER = re.compile(r"-?\d+")
+_INTEGER = re.compile(r"-?[0-9]+")
 _BOXED = "\\boxed{"
 
 
-def _last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` whose braces balance, or None; one pass over ``text``.
-
-    >>> _last_boxed("\\\\boxed{1} and \\\\boxed{\\\\frac{1}{\\\\sqrt{2}}}"), _last_boxed("\\\\boxed{1} \\\\boxed{2")
-    ('\\\\frac{1}{\\\\sqrt{2}}', '1')
-    """
-    if _BOXED not in text:
-        return None
-    closing: dict[int, int] = {}  # position of "{" -> position of its "}"
+def _closing_braces(text: str) -> dict[int, int]:
+    """Position of each balanced ``{`` -> position of its ``}``, in one pass."""
+    closing: dict[int, int] = {}
     stack: list[int] = []
     for i, ch in enumerate(text):
         if ch == "{":
             stack.append(i)
         elif ch == "}" and stack:
             closing[stack.pop()] = i
-    start = text.rfind(_BOXED)
-    while start != -1:
-        brace = start + len(_BOXED) - 1
+    return closing
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the ``\\boxed{...}`` that closes last, inner boxes unwrapped, or None; linear in ``text``.
+
+    Several boxes: the last one is the answer. Nested boxes: the outer one, read whole, so
+    ``\\boxed{\\boxed{3} \\text{ or } \\boxed{4}}`` is the hedge ``3 or 4``, not ``4``. A box whose
+    braces never close is no box (an earlier, closed one may still answer).
+
+    >>> _last_boxed("\\\\boxed{1} and \\\\boxed{\\\\frac{1}{\\\\sqrt{2}}}"), _last_boxed("\\\\boxed{1} \\\\boxed{2")
+    ('\\\\frac{1}{\\\\sqrt{2}}', '1')
+    >>> _last_boxed("\\\\boxed{\\\\boxed{3} or \\\\boxed{4}}")
+    '3 or 4'
+    """
+    if _BOXED not in text:
+        return None
+    closing = _closing_braces(text)
+    ends = {}  # position of a balanced box's "{" -> its "}"
+    for match in re.finditer(re.escape(_BOXED), text):
+        brace = match.end() - 1
         if brace in closing:
-            return text[brace + 1 : closing[brace]].strip()
-        start = text.rfind(_BOXED, 0, start)  # unbalanced: try an earlier \boxed
-    return None
+            ends[brace] = closing[brace]
+    if not ends:
+        return None
+    brace = max(ends, key=ends.get)
+    return _unbox(text[brace + 1 : ends[brace]]).strip()
+
+
+def _unbox(text: str) -> str:
+    """``text`` with every ``\\boxed{...}`` wrapper inside it replaced by its content, in one pass."""
+    if _BOXED not in text:
+        return text
+    closing = _closing_braces(text)
+    drop = set()  # positions of the wrappers' characters
+    for match in re.finditer(re.escape(_BOXED), text):
+        drop.update(range(match.start(), match.end()))
+        if match.end() - 1 in closing:
+            drop.add(closing[match.end() - 1])
+    return "".join(ch for i, ch in enumerate(text) if i not in drop)
 
 
 def extract_answer(text: str) -> str | None:
     """The answer span of a completion: last ``\\boxed{}`` content, else the final number.
+
+    Extraction is ours, not math-verify's: the content of the last ``\\boxed{...}`` if any
+    (:func:`_last_boxed`), else the *final number* in the text (``-3``, ``0.5``, ``.5``, ``3/4``,
+    ``\\frac{3}{4}``, ``1,000``, ``8.7e8``, ``8.7 \\times 10^{8}``, ``62.5\\%``; a sign written as
+    ``-(...)`` is kept). Only that span is given to math-verify. This is the anti-hack rule for
+    the embedded task: the prompt is ``12+3=`` and a completion that merely echoes ``12+3``
+    must not be rewarded by math-verify evaluating the expression to 15 -- its final number
+    is ``3``. A minus sign counts only when it is not a binary minus (``12-3`` ends in ``3``).
+    Boxed content goes to math-verify whole (``\\boxed{12+3}`` equals 15), as in maths RLVR;
+    the tiny model cannot write a backslash, so this never applies to it. A digit is 0-9
+    only: math-verify reads no other. ``require_boxed`` (in :meth:`Verifier.score`) turns
+    the final-number fallback off: a problem whose prompt asks for ``\\boxed{}`` (every hub
+    data set, see :func:`asks_for_box`) is answered only by a box, so echoing a question
+    whose last number happens to be the answer ("Let x = 12. Find x.") earns nothing.
 
     >>> extract_answer("12+3"), extract_answer("so \\\\boxed{\\\\frac{1}{2}} ok"), extract_answer("x")
     ('3', '\\\\frac{1}{2}', None)
@@ -226,6 +212,10 @@ _CLOSED_INFINITY = re.compile(r"\[[-+]?\\infty|\\infty\]")
 def e_notation(text: str) -> str:
     """``4.5e33`` as ``4.5\\times10^{33}``, which math-verify does not read as 4.5·e·33.
 
+    Rule b): math-verify reads ``4.5e33`` as 4.5·e·33 (Euler's e); both sides are rewritten
+    before parsing, so ``8.7e8`` equals ``8.7 \\times 10^{8}`` both ways. (A product "2·e·5"
+    cannot be written ``2e5``.)
+
     >>> e_notation("4.5e33"), e_notation("1.2E-5 and e^2")
     ('4.5\\\\times10^{33}', '1.2\\\\times10^{-5} and e^2')
     """
@@ -234,6 +224,9 @@ def e_notation(text: str) -> str:
 
 def as_latex(answer: str) -> str:
     """The string math-verify parses for an answer span or gold: ``\\boxed{...}`` unless delimited already.
+
+    math-verify reads LaTeX only between delimiters; bare, ``\\{1,2\\}`` parses to nothing,
+    ``10^{10^{10}}`` to ``10`` and ``1,2`` to ``1.2`` (measured with math-verify 0.9.0).
 
     >>> as_latex("\\\\{1,2\\\\}"), as_latex("$x$")
     ('\\\\boxed{\\\\{1,2\\\\}}', '$x$')
@@ -247,6 +240,11 @@ def as_latex(answer: str) -> str:
 def canonical(text: str) -> str:
     """An answer or gold as compared verbatim: first always, and alone when a gold cannot be parsed without loss.
 
+    Rule e): an answer equal to the gold verbatim, up to spacing, ``\\left``/``\\right``,
+    ``\\dfrac`` and ``\\text{}``-like wrappers, is correct without parsing; this replaces
+    math-verify's comparison of its own normalised strings, which for ``6m`` is ``6`` and
+    so not lossless.
+
     >>> canonical(" \\\\left( \\\\dfrac{1}{2}, \\\\text{ab} \\\\right). ")
     '(\\\\frac{1}{2},ab)'
     """
@@ -254,6 +252,83 @@ def canonical(text: str) -> str:
     text = re.sub(r"\\[dt]frac", r"\\frac", text)
     text = re.sub(r"\\(?:text\w*|mathrm|mathbf|mbox)\s*\{([^{}]*)\}", r"\1", text)
     return re.sub(r"\s+", "", text).rstrip(".")
+
+
+# ----------------------------------------------------------------------------- units, lists and hedges
+# A unit tail: one or more \text{}/\mbox{} blocks at the end of an item, each with an optional
+# power, joined by nothing, a space, \cdot or "/" (5\text{ m}\cdot\text{s}^{-1}). math-verify's own
+# rule (latex2sympy2's unit_superscript_regex) drops everything from the first \text{ to the end.
+_UNIT_TAIL = re.compile(
+    r"(?:\s*(?:\\cdot|/|\\[,;: ])?\s*\\(?:text|mbox)\s*\{[^{}]*\}(?:\s*\^\s*(?:-?\d|\{\s*-?\d\s*\}))?)+\s*$"
+)
+_CONNECTIVE_WORD = re.compile(r"(?<![A-Za-z\\])(or|and)(?![A-Za-z])")
+_WRAPPER_TEXT = re.compile(r"(\\(?:text\w*|mbox|mathrm))\s*\{([^{}]*)\}")
+_LOGICAL_OR = re.compile(r"\\(?:lor|vee)(?![A-Za-z])")
+_SEPARATOR = re.compile(r"[,;=]|" + _CONNECTIVE_WORD.pattern)
+
+
+def _split_wrapper(match: re.Match) -> str:
+    """``\\text{ cm or }`` -> ``\\text{ cm} or ``: a connective inside a text wrapper leaves it."""
+    command, content = match.groups()
+    parts = _CONNECTIVE_WORD.split(content)
+    if len(parts) == 1:
+        return match.group(0)
+    return "".join(f" {p} " if i % 2 else (f"{command}{{{p}}}" if p.strip() else "") for i, p in enumerate(parts))
+
+
+def _strip_item_units(item: str) -> str:
+    """One list item without its unit (math-verify's unit words, a trailing ``\\text{}`` tail), spacing kept."""
+    lead, trail = item[: len(item) - len(item.lstrip())], item[len(item.rstrip()) :]
+    item = item.strip()
+    if not item:
+        return lead
+    stripped = _UNIT_TAIL.sub("", item).strip()
+    if stripped:  # "\text{north}" is the whole answer, not a unit
+        item = stripped
+    for _ in range(2):  # as math-verify does: "5 square meters"
+        stripped = units_regex.sub(r"\1", item).strip()
+        if stripped:
+            item = stripped
+    return lead + item + trail
+
+
+def strip_units(text: str) -> str:
+    """``text`` with the unit of each list item dropped, the list kept: what math-verify parses.
+
+    math-verify drops a unit by deleting everything from the first ``\\text{`` to the end, so
+    ``15 \\text{ cm}^2, 16 \\text{ cm}^2`` and ``15 \\text{ cm}^2 \\text{ or } 16 \\text{ cm}^2``
+    became ``15``: a hedge paid as its first candidate, and ``99 = 15\\text{ cm}^2`` an equation
+    judged by one side. Here the text is cut at its top-level separators (``,``, ``;``, ``=``,
+    "or", "and", also inside a wrapper such as ``\\text{ cm or }``) and each item loses its own
+    unit, with math-verify's list of unit words and a trailing tail of ``\\text{}`` blocks. The
+    separators stay, so a list stays a list (refused where the gold is one value, as every
+    hedge is) and an equation stays an equation. ``\\lor`` and ``\\vee``, which math-verify
+    reads as their last operand, are written "or". A single answer loses its unit as before.
+
+    >>> strip_units("15 \\\\text{ cm}^2, 16 \\\\text{ cm}^2"), strip_units("5.4 \\\\text{ cents}")
+    ('15, 16', '5.4')
+    >>> strip_units("3 \\\\text{ cm or } 4 \\\\text{ cm}"), strip_units("x = 9.8 \\\\text{ m}\\\\cdot\\\\text{s}^{-2}")
+    ('3 or  4', 'x = 9.8')
+    """
+    text = _LOGICAL_OR.sub(" or ", _WRAPPER_TEXT.sub(_split_wrapper, text))
+    depth, cuts = 0, []
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            match = _SEPARATOR.match(text, i)
+            if match and (match.group(0) in ",;=" or text[i].isalpha()):
+                cuts.append(match.span())
+    pieces, start = [], 0
+    for begin, end in cuts:
+        if begin < start:  # inside the previous separator ("or" is two characters)
+            continue
+        pieces += [_strip_item_units(text[start:begin]), text[begin:end]]
+        start = end
+    pieces.append(_strip_item_units(text[start:]))
+    return "".join(pieces).strip()
 
 
 def _top_items(text: str) -> list[str]:
@@ -295,23 +370,196 @@ def _lost_letters(text: str, expr) -> set[str]:
     try:
         names = [s.name for s in expr.free_symbols] + [f.func.__name__ for f in expr.atoms(AppliedUndef)]
         kept = set("".join(names).lower())
-        kept |= {"e"} if expr.has(sympy.E) else set()
+        kept |= {"e"} if expr.has(sympy.E) or expr.atoms(sympy.exp) else set()  # Euler's number: e^{-2t} is exp(-2t)
         kept |= {"i"} if expr.has(sympy.I) else set()
     except Exception:  # an exotic parse (matrix of sets...) we cannot inspect: do not trust it
         return letters
     return letters - kept
 
 
+# ----------------------------------------------------------------------------- equations
+def _is_name(expr) -> bool:
+    """``x``, ``E_k``, ``f(2)``, ``\\Delta E``, ``(x, y)``: a name, what the left side of a value's equation is."""
+    if isinstance(expr, (sympy.Symbol, AppliedUndef)):
+        return True
+    if isinstance(expr, sympy.Tuple):  # (x, y) = (2, 3)
+        return bool(expr.args) and all(_is_name(a) for a in expr.args)
+    return isinstance(expr, sympy.Mul) and all(isinstance(a, sympy.Symbol) for a in expr.args)
+
+
+def _links(expr) -> list | None:
+    """The equations of ``a = b`` or of a chain ``a = b = c``, in written order, else None."""
+    if isinstance(expr, sympy.Eq):
+        return [expr]
+    args = getattr(expr, "_unsorted_args", None)  # sympy's And keeps the written order here, as math-verify reads it
+    if isinstance(expr, sympy.And) and args and all(isinstance(a, sympy.Eq) for a in args):
+        return list(args)
+    return None
+
+
+def _false_between_numbers(link) -> bool:
+    """``3 = 4``: both sides numbers that differ in their first SIGNIFICANT_DIGITS digits."""
+    values = [sympy.N(side, 30) for side in link.args]
+    if not all(v.is_Number and v.is_real for v in values):
+        return False
+    return _digits(values[0], SIGNIFICANT_DIGITS) != _digits(values[1], SIGNIFICANT_DIGITS)
+
+
+def read_value(expr):
+    """The value a parse states, or None where it states none; applied alike to answers and golds.
+
+    An equation whose left side is a name (``x = 5``, ``E = 8.2 \\times 10^{-19}``, ``f(2) = 3``)
+    states its right side; a chain ``x = 6/2 = 3`` its last side (as several boxes state the
+    last), unless a later link is false between numbers (``x = 3 = 4`` states no value). An
+    equation whose left side is not a name (``1 = 5 \\times 10^{-19}``,
+    ``2p = .0000673``, ``99 = 15``) states no value, nor does an equation between numbers
+    that sympy decided (``15 = 16`` -> False), nor a list or tuple holding one. math-verify
+    reads any equation compared with a value as its right side, which paid ``1 = w`` for
+    every tiny ``w`` within its absolute tolerance, and ``99 = 15`` for ``15``.
+
+    >>> from sympy import Eq, Symbol, FiniteSet
+    >>> x = Symbol("x")
+    >>> read_value(Eq(x, 5)), read_value(Eq(2 * x, 5)), read_value(FiniteSet(Eq(x, 3), Eq(x, 4)))
+    (5, None, {3, 4})
+    """
+    links = _links(expr)
+    if links is not None:
+        if not _is_name(links[0].lhs) or any(_false_between_numbers(link) for link in links[1:]):
+            return None
+        return links[-1].rhs
+    if isinstance(expr, sympy.logic.boolalg.BooleanAtom):
+        return None
+    if isinstance(expr, (sympy.FiniteSet, sympy.Tuple)):
+        items = [read_value(item) for item in expr.args]
+        return None if any(item is None for item in items) else type(expr)(*items)
+    return expr
+
+
+# ----------------------------------------------------------------------------- size limits
+MAX_ANSWER_CHARS = 500  # an answer span longer than this (and than its gold) is not read
+MAX_NESTING = 8  # brackets nested deeper than this (and than in the gold): math-verify's parse cost grows fast
+MAX_DIGITS = 10_000  # a power or factorial of numbers with more digits than this (and than the gold's)
+_TOKEN = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+|\\[A-Za-z]+|\\.|\S")
+
+
+def _nesting(text: str) -> int:
+    """How deep brackets nest in ``text``: ``\\frac{(1)}{2}`` -> 2."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _power(log_base: float, log_exponent: float) -> float:
+    """log10 of ``a^b`` from log10 of ``a`` and of ``b`` (an upper bound when both are)."""
+    return log_base * 10 ** min(log_exponent, 300) if log_base > 0 else 0.0
+
+
+def _log10_atom(tokens: list[str], i: int, postfix: bool = True) -> tuple[float, int]:
+    """Upper bound on log10 of the atom at ``tokens[i]`` (with its powers and factorials), and the next index."""
+    token = tokens[i]
+    if token[0].isdigit() or (token[0] == "." and len(token) > 1):
+        whole = token.split(".")[0]
+        value, i = (len(whole) if len(whole) > 300 else math.log10(max(float(token), 1.0))), i + 1
+    elif token in ("{", "(", "["):
+        value, i = _log10_group(tokens, i + 1)
+        i += 1  # its closing bracket
+    else:
+        value, i = 0.0, i + 1  # a letter or command: sympy evaluates no power of a symbol
+    exponents: list[float] = []  # a^b^c without braces, read as a tower; no recursion per "^"
+    while postfix and i < len(tokens) and tokens[i] in ("^", "!"):
+        if tokens[i] == "^":
+            if i + 1 == len(tokens):
+                break
+            exponent, i = _log10_atom(tokens, i + 1, postfix=False)
+            exponents.append(exponent)
+            continue
+        value, exponents, i = _tower(value, exponents), [], i + 1  # the tower first: (a^b)!
+        n = 10 ** min(value, 300)
+        value = n * math.log10(n) if n > 1 else 0.0  # log10(n!) < n log10(n)
+    return _tower(value, exponents), i
+
+
+def _tower(value: float, exponents: list[float]) -> float:
+    """log10 of ``a^(b^(c^...))`` from log10 of ``a`` and of each exponent."""
+    if not exponents:
+        return value
+    top = exponents[-1]
+    for exponent in reversed(exponents[:-1]):
+        top = _power(exponent, top)
+    return _power(value, top)
+
+
+def _log10_group(tokens: list[str], i: int) -> tuple[float, int]:
+    """Upper bound on log10 of the expression from ``tokens[i]`` to its closing bracket, and that bracket's index.
+
+    A product (juxtaposition, ``\\cdot``, ``/``) adds its factors' logs; a sum or a list keeps the largest.
+    """
+    largest = product = 0.0
+    while i < len(tokens) and tokens[i] not in ("}", ")", "]"):
+        if tokens[i] in ("+", "-", ",", ";", "=", "\\pm"):
+            largest, product, i = max(largest, product), 0.0, i + 1
+            continue
+        value, i = _log10_atom(tokens, i)
+        product += max(value, 0.0)
+    return max(largest, product), i
+
+
+def number_digits(text: str) -> float:
+    """An upper bound, from the text alone, on the digits of the largest number its powers and factorials make.
+
+    >>> number_digits("10^{10^{10}}"), number_digits("1000000!") > 5e6, number_digits("2^{10} + x^{99}")
+    (10000000000.0, True, 3.010299956639812)
+    """
+    tokens = _TOKEN.findall(text)
+    largest, i = 0.0, 0
+    while i < len(tokens):  # an unmatched closing bracket ends a group: start the next one after it
+        value, i = _log10_group(tokens, i)
+        largest, i = max(largest, value), i + 1
+    return largest
+
+
+def too_costly(answer: str, gold: str = "") -> str | None:
+    """Why an answer is refused before any symbolic work, or None: the size limits, each beyond the gold's own.
+
+    Power towers (``9^{9^{9}}``), huge factorials (``1000000!``), deep nesting and a box of
+    thousands of candidates each took math-verify's whole timeout before scoring 0. An answer
+    longer than ``MAX_ANSWER_CHARS`` characters, with brackets nested deeper than
+    ``MAX_NESTING``, or whose powers and factorials of numbers make a number of more than
+    ``MAX_DIGITS`` digits (:func:`number_digits`) is a ``parse_failure`` at once, unless its
+    gold is as large (a correct answer then costs what it costs, up to the timeout).
+    Called only after the verbatim check, so the gold itself always passes.
+
+    >>> too_costly("9^{9^{9}}"), too_costly("2^{10}"), too_costly("(" * 9 + "1" + ")" * 9, "((2))")
+    ('a number of about 369693100 digits (limit 10000)', None, 'brackets nested 9 deep (limit 8)')
+    """
+    checks = [
+        (len, MAX_ANSWER_CHARS, "{:.0f} characters long"),
+        (_nesting, MAX_NESTING, "brackets nested {:.0f} deep"),
+        (number_digits, MAX_DIGITS, "a number of about {:.0f} digits"),  # after nesting: recursion stays shallow
+    ]
+    for measure, limit, what in checks:
+        size, allowed = measure(answer), max(limit, measure(gold))
+        if size > allowed:
+            return f"{what.format(size)} (limit {allowed:.0f})"
+    return None
+
+
 # ----------------------------------------------------------------------------- parsing golds
 _UNITS_KEPT = NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all")
-_CONFIGS = {  # math-verify's default extraction, and the same with its unit stripping turned off
-    "math": [LatexExtractionConfig(), ExprExtractionConfig()],
-    "units_kept": [LatexExtractionConfig(normalization_config=_UNITS_KEPT), ExprExtractionConfig()],
-}
+# math-verify's default extraction with its unit stripping turned off: "math" strips units first
+# with strip_units (item by item), "units_kept" keeps them (see read_gold)
+_CONFIG = [LatexExtractionConfig(normalization_config=_UNITS_KEPT), ExprExtractionConfig()]
+_MODES = ("math", "units_kept")
 
 
 def _parse(text: str, timeout: int, mode: str = "math") -> list:
-    return parse(as_latex(text), extraction_config=_CONFIGS[mode], parsing_timeout=timeout, raise_on_error=True)
+    text = strip_units(text) if mode == "math" else text
+    return parse(as_latex(text), extraction_config=_CONFIG, parsing_timeout=timeout, raise_on_error=True)
 
 
 def _expr(parsed: list):
@@ -337,8 +585,9 @@ def parse_gold(gold: str, timeout: int = 5):
 class GoldForm:
     """How one gold string is judged, decided once by :func:`read_gold`.
 
-    ``mode``: ``math`` (math-verify's parse), ``units_kept`` (the same with unit stripping off)
-    or ``string`` (normalised string equality); ``expr``: the parse; ``items``: the elements of
+    ``mode``: ``math`` (math-verify's parse, units stripped by :func:`strip_units`), ``units_kept``
+    (units kept) or ``string`` (normalised string equality); ``expr``: the parse; ``value``: the
+    value it states (:func:`read_value`), None for an equation; ``items``: the elements of
     a bare list whose parse merged some; ``bare``: the gold without its percent sign;
     ``reason``: why the gold is unusable, else None.
     """
@@ -346,6 +595,7 @@ class GoldForm:
     text: str
     mode: str = "string"
     expr: Any = None
+    value: Any = None
     items: tuple[str, ...] = ()
     bare: GoldForm | None = None
     reason: str | None = None
@@ -353,7 +603,24 @@ class GoldForm:
 
 @lru_cache(maxsize=100_000)
 def read_gold(gold: str, timeout: int = 5) -> GoldForm:
-    """Parse ``gold`` once, checking that the parse kept all of it (see "ours d)").
+    """Parse ``gold`` once, checking that the parse kept all of it (rule d).
+
+    - A Latin letter of the gold (outside ``\\commands`` and ``\\text{}``-like wrappers) that
+      is missing from the parse means math-verify's unit stripping ate a symbol (``6m`` -> 6,
+      ``\\frac{1}{\\sqrt{2}}c`` -> 1/sqrt(2)). The gold is re-parsed with units kept (``6m`` ->
+      6·m), and its answers with it; if letters are still lost it is judged by normalised
+      string equality (:func:`canonical`), which keeps the whole gold. Euler's number counts
+      as a kept ``e`` (``\\frac{1}{15} e^{-2t}`` parses to exp(-2t)/15, so ``e^{-2t}/15`` is
+      correct for it), and ``\\frac{1}{15} e^{-2t} m`` still keeps its ``m``.
+    - A bare comma list whose parse merged equal elements (``16,3,1,1`` -> {1, 3, 16},
+      ``-2,-2`` -> {-2}) is compared as a multiset: the same number of elements, each
+      matched by one answer element under these same rules. An answer list that merged
+      elements must have as many elements as the gold (``1,3,3`` is not ``1,3``).
+    - An interval closed at an infinite end is silently opened by sympy (``(5,\\infty]`` ->
+      (5, oo)); such brackets must agree on both sides.
+    - An equation is read by :func:`read_value`, as answers are.
+    A gold left with nothing to compare (empty, or no letter or digit) is unusable:
+    :func:`unusable_gold` says why, and the data layer drops its problem up front.
 
     >>> read_gold("6m").mode, str(read_gold("6m").expr), read_gold("16,3,1,1").items, read_gold("").reason
     ('units_kept', '6*m', ('16', '3', '1', '1'), 'empty')
@@ -362,14 +629,15 @@ def read_gold(gold: str, timeout: int = 5) -> GoldForm:
     if not canonical(text):
         return GoldForm(text, reason="empty")
     bare = read_gold(_PERCENT.sub("", text), timeout) if _PERCENT.search(text) else None
-    for mode in _CONFIGS:
+    for mode in _MODES:
         try:
             expr = _expr(_parse(text, timeout, mode))
         except (Exception, TimeoutException):
             expr = None
         if expr is not None and not _lost_letters(e_notation(text), expr):
-            items = tuple(_top_items(text)) if _merged(text, expr) else ()
-            return GoldForm(text, mode, expr, items, bare)
+            value = read_value(expr)
+            items = tuple(_top_items(text)) if _merged(text, expr if value is None else value) else ()
+            return GoldForm(text, mode, expr, value, items, bare)
     if not re.search(r"[A-Za-z0-9]", canonical(text)):
         return GoldForm(text, reason="unparsable")
     return GoldForm(text, "string", bare=bare)
@@ -430,19 +698,33 @@ def _digits(value, digits: int) -> str:
 
 
 def _numbers_agree(gold, pred, same: bool) -> bool | None:
-    """Our verdict on math-verify's ``same`` for numbers ("ours a)"), or None where we have none.
+    """Our verdict on math-verify's ``same`` for numbers (rule a), or None where we have none.
 
-    A "same" needs every number to agree to SIGNIFICANT_DIGITS; a "different" between two
-    plain numbers (never intervals, tuples or sets, whose brackets and order matter), one
-    of them holding a decimal (exact numbers are compared exactly), is overturned when
-    they agree to NOISE_DIGITS.
+    math-verify compares floats to ``float_rounding`` *decimal places* and other numbers to
+    an absolute ``numeric_precision``, so ``.0000673`` equals ``.0000672``, and
+    ``-(8.224 \\times 10^{-19})`` equals ``8.224 \\times 10^{-19}``. Raising
+    ``numeric_precision`` to 30 fixes the second kind only; a larger ``float_rounding``
+    breaks ``0.333333`` for ``1/3`` at order 1 and still fails at 1e-20: no setting makes
+    the comparison relative. So when both sides are numbers (or tuples, sets or intervals of
+    numbers) a "same" also needs every number to agree when rounded to SIGNIFICANT_DIGITS
+    = 6 significant digits -- the relative form of math-verify's own 6-decimal rule.
+    Conversely a "different" between two plain numbers (never intervals, tuples or sets,
+    whose brackets and order matter), one of them a decimal, that agree to NOISE_DIGITS =
+    14 significant digits is overturned: that is binary noise (math-verify's
+    ``8.7 \\times 10^{8}`` is 869999999.99999994, not ``870000000``). Two exact numbers keep
+    math-verify's exact verdict, so ``2^{50}`` is still not ``1125899906842625``. (Limit,
+    math-verify's: a decimal holds 15 significant digits, so ``1125899906842625.0`` passes
+    for 2^50.) Both sides are the values :func:`read_value` states, so ``x = w`` is checked
+    too; two equations without a name on the left keep math-verify's tolerance.
     """
     g, p = _values(gold), _values(pred)
     if g is None or p is None or len(g) != len(p):
         return None
     gold, pred = unwrap_eq(gold), unwrap_eq(pred)
     if not same and not (
-        isinstance(gold, sympy.Expr) and isinstance(pred, sympy.Expr) and (gold.has(sympy.Float) or pred.has(sympy.Float))
+        isinstance(gold, sympy.Expr)
+        and isinstance(pred, sympy.Expr)
+        and (gold.has(sympy.Float) or pred.has(sympy.Float))
     ):
         return None
     digits = SIGNIFICANT_DIGITS if same else NOISE_DIGITS
@@ -450,7 +732,7 @@ def _numbers_agree(gold, pred, same: bool) -> bool | None:
 
 
 def _equal(gold, pred, timeout: int) -> bool:
-    """math-verify's verdict on two parses, made relative for numbers ("ours a)")."""
+    """math-verify's verdict on two parses, made relative for numbers (rule a)."""
     same = verify(gold, pred, timeout_seconds=timeout, raise_on_error=True, **MATH_VERIFY)
     agree = with_timeout(timeout_seconds=timeout)(_numbers_agree)(gold, pred, same)
     return same if agree is None else agree
@@ -484,21 +766,36 @@ def _judge_form(gold: GoldForm, answer: str, timeout: int) -> str:
         return "correct"  # the gold verbatim, up to spacing and wrappers
     if gold.mode == "string":
         return "wrong"
+    if too_costly(answer, gold.text) is not None:
+        return "parse_failure"  # refused unread: see too_costly
     parsed = _parse(answer, timeout, gold.mode)
     pred = _expr(parsed)
     if pred is None:
         return "wrong" if parsed else "parse_failure"
+    target = gold.expr  # a gold equation (left side no name): math-verify compares equations
+    if gold.value is not None:  # the gold states a value: so must the answer (read_value, alike)
+        target, pred = gold.value, read_value(pred)
+        if pred is None:
+            return "parse_failure"
     if _closed_infinities(gold.text) != _closed_infinities(answer):
         return "wrong"  # "(5,\infty]" parses as (5, oo): the brackets must agree
     if gold.items:
         return _judge_items(gold, answer, timeout)
-    if _merged(answer, pred) and len(_top_items(answer)) != _size(gold.expr):
+    if _merged(answer, pred) and len(_top_items(answer)) != _size(target):
         return "wrong"  # "1,3,3" for "1,3": an extra element merged away by the parse
-    return "correct" if _equal(gold.expr, pred, timeout) else "wrong"
+    return "correct" if _equal(target, pred, timeout) else "wrong"
 
 
 def judge_answer(gold: GoldForm, answer: str, timeout: int = 5) -> str:
-    """Outcome of one extracted answer against one read gold: ``correct``, ``wrong``, ``parse_failure``, ``timeout`` or ``error``.
+    """Outcome of one extracted answer against one read gold.
+
+    One of ``correct``, ``wrong``, ``parse_failure``, ``timeout`` or ``error``.
+
+    Rule c), percent: math-verify takes ``62.5\\%`` as 0.625, so it refuses ``62.5`` for
+    ``62.5%`` (it accepts ``8`` for ``8\\%`` only through an integer special case). When either
+    side carries a percent sign, the two sides *both stripped of it* are compared too: a
+    percent sign on one side only is read as notation (``62.5\\%`` is right for ``62.5``).
+    Mixing stays wrong: ``0.625\\%`` for ``62.5\\%`` is still refused.
 
     >>> judge_answer(read_gold("62.5%"), "62.5"), judge_answer(read_gold("6m"), "6")
     ('correct', 'wrong')
@@ -508,7 +805,7 @@ def judge_answer(gold: GoldForm, answer: str, timeout: int = 5) -> str:
     try:
         outcome = _judge_form(gold, answer, timeout)
         if outcome != "correct" and (gold.bare is not None or _PERCENT.search(answer)):
-            # "ours c)": percent signs stripped from both sides; one side only stays the library's
+            # rule c): percent signs stripped from both sides; one side only stays the library's
             if _judge_form(gold.bare or gold, _PERCENT.sub("", answer), timeout) == "correct":
                 return "correct"
         return outcome
@@ -516,6 +813,12 @@ def judge_answer(gold: GoldForm, answer: str, timeout: int = 5) -> str:
         return "timeout"
     except Exception:
         return "error"
+
+
+def _integer_text(text: str) -> str:
+    """A plain integer's canonical digits, ``-0042`` -> ``-42``: int() refuses more than 4,300 digits."""
+    digits = text.lstrip("-").lstrip("0") or "0"
+    return digits if digits == "0" or not text.startswith("-") else "-" + digits
 
 
 def _combine(outcomes: list[str]) -> str:
@@ -531,129 +834,32 @@ def _require_main_thread(name: str) -> None:
         raise RuntimeError(f"{name} must run in the main thread (math-verify uses signal.alarm)")
 
 
-# ----------------------------------------------------------------------------- worker side
-_WORKER: dict = {}  # in a pool worker: "slots" (shared array), "index"
-
-
-def _init_worker(slots, counter) -> None:
-    with counter.get_lock():
-        _WORKER["index"] = counter.value % len(slots)
-        counter.value += 1
-    _WORKER["slots"] = slots
-
-
-def _work(item: int, gold: str, answer: str, timeout: int) -> tuple[int, str]:
-    """One pair in a worker: ``gold_error`` if the gold is unusable, else a judge outcome."""
-    slots, index = _WORKER["slots"], _WORKER["index"]
-    slots[index] = item  # the parent reads this to blame exactly this pair if we hang
-    try:
-        form = read_gold(gold, timeout)  # cached per worker
-        if form.reason is not None:
-            return item, "gold_error"
-        return item, judge_answer(form, answer, timeout)
-    finally:
-        slots[index] = -1
-
-
-def _ping() -> int:
-    return os.getpid()
-
-
-_GUARD = re.compile(r"""^if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
-
-
-def unguarded_main() -> str | None:
-    """The path of the running script if ``spawn`` would re-run it in every worker (no main guard), else None.
-
-    ``python -m pkg.mod``, ``python -c``, notebooks and a worker itself are never reported.
-    """
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if getattr(main, "__spec__", None) is not None or not path or multiprocessing.parent_process() is not None:
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return None if _GUARD.search(handle.read()) else path
-    except OSError:
-        return None
-
-
-class MathVerifyPool:
-    """A ``ProcessPoolExecutor`` that judges (gold, answer) pairs with per-pair hard timeouts."""
-
-    def __init__(self, workers: int, start_method: str = "spawn", startup_timeout: float = 300.0):
-        ctx = multiprocessing.get_context(start_method)
-        self.workers = workers
-        self.slots = ctx.Array("q", [-1] * workers, lock=False)
-        self.executor = ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(self.slots, ctx.Value("i", 0))
-        )
-        # start every worker now, so that start-up (imports) never counts against a pair's timeout
-        wait([self.executor.submit(_ping) for _ in range(workers)], timeout=startup_timeout)
-
-    def kill(self) -> None:
-        # ProcessPoolExecutor cannot cancel a running call: end its processes (private, but stable since 3.8)
-        for process in list((getattr(self.executor, "_processes", None) or {}).values()):
-            process.kill()
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-    def judge(self, items: list[tuple[str, str]], timeout: int, hard_timeout: float) -> tuple[dict[int, str], bool]:
-        """Outcomes by item index, and whether the pool had to be killed (the rest is then missing)."""
-        finished: queue.SimpleQueue = queue.SimpleQueue()
-        # one callback per future, not concurrent.futures.wait over all pending futures per
-        # result: that costs O(pairs) each time, O(pairs^2) in all, and took a core from the workers
-        for i, (gold, answer) in enumerate(items):
-            self.executor.submit(_work, i, gold, answer, timeout).add_done_callback(finished.put)
-        results: dict[int, str] = {}
-        idle_rounds = 0
-        while len(results) < len(items):
-            try:
-                future = finished.get(timeout=hard_timeout)
-            except queue.Empty:
-                stuck = [v for v in self.slots if v >= 0 and v not in results]
-                if stuck:  # nothing finished for hard_timeout seconds while these ran
-                    for index in stuck:
-                        results[index] = "timeout"
-                    self.kill()
-                    return results, True
-                idle_rounds += 1
-                if idle_rounds >= 10:
-                    self.kill()
-                    raise RuntimeError(f"the math-verify pool made no progress in {10 * hard_timeout:.0f} s")
-                continue
-            idle_rounds = 0
-            try:
-                index, outcome = future.result()
-            except BrokenProcessPool:  # a worker died (e.g. killed for memory): blame what it held
-                for index in [v for v in self.slots if v >= 0 and v not in results]:
-                    results[index] = "error"
-                self.kill()
-                return results, True
-            results[index] = outcome
-        return results, False
-
-
-_POOLS: dict[tuple[int, str], MathVerifyPool] = {}
-
-
-def _pool(workers: int, start_method: str) -> MathVerifyPool:
-    key = (workers, start_method)
-    if key not in _POOLS:
-        _POOLS[key] = MathVerifyPool(workers, start_method)
-    return _POOLS[key]
-
-
-@atexit.register
-def _shutdown_pools() -> None:
-    for pool in _POOLS.values():
-        pool.executor.shutdown(wait=False, cancel_futures=True)
-    _POOLS.clear()
+def _judge_pair(gold: str, answer: str, timeout: int) -> str:
+    """One pair as a pool worker judges it: ``gold_error`` if the gold is unusable, else a judge outcome."""
+    form = read_gold(gold, timeout)  # cached per worker
+    if form.reason is not None:
+        return "gold_error"
+    return judge_answer(form, answer, timeout)
 
 
 # ----------------------------------------------------------------------------- the verifier
 @dataclass
 class Verifier:
     """math-verify with caches, outcome accounting and an optional process pool; see the module docstring.
+
+    Caches: each distinct gold string is read once (:func:`read_gold`, which also decides how
+    it is compared) and each distinct ``(gold, extracted)`` pair is judged once; answers
+    repeat within and across groups, so repeats cost a dict lookup. A gold list is judged
+    alternative by alternative, so its pairs share these caches. Integer fast path: when
+    the gold and the answer are both plain integers (``-?[0-9]+``) they are compared as
+    digit strings, exactly the slow path's verdict (``0432 == 432``; checked in the tests)
+    at a thousandth of the cost, and with no limit on their length. Pool size by
+    measurement (``python -m rewards_as_labels.tools.verifier_bench``): on 2 cores a
+    ``spawn`` pool of 1 or 2 workers was slower than judging in this process, so there the
+    default judges in-process; on more cores it keeps a pool of ``min(4, CPUs)`` workers,
+    unmeasured here. With ``workers >= 2``, batches of at least ``pool_min_items`` new pairs
+    go to :class:`~rewards_as_labels.verifier_pool.MathVerifyPool`; a script without a main
+    guard judges in-process with a warning that says what to add.
 
     ``timeout_seconds`` bounds each math-verify parse/verify call (signal-based);
     ``integer_fast_path`` compares two plain integers without math-verify (same verdict);
@@ -690,7 +896,7 @@ class Verifier:
 
     def _fast(self, gold: str, answer: str) -> str | None:
         if self.integer_fast_path and _INTEGER.fullmatch(gold) and _INTEGER.fullmatch(answer):
-            return "correct" if int(gold) == int(answer) else "wrong"
+            return "correct" if _integer_text(gold) == _integer_text(answer) else "wrong"
         return None
 
     def _judge_one(self, gold: str, answer: str) -> str:
@@ -703,7 +909,9 @@ class Verifier:
         return self._store(key, judge_answer(self._read(gold), answer, self.timeout_seconds))
 
     def judge(self, gold: str | Sequence[str], answer: str) -> str:
-        """Outcome of one extracted answer in this thread: ``correct``, ``wrong``, ``parse_failure``, ``timeout`` or ``error``.
+        """Outcome of one extracted answer in this thread.
+
+        One of ``correct``, ``wrong``, ``parse_failure``, ``timeout`` or ``error``.
 
         >>> Verifier().judge(["0.01", "0.02"], "0.01"), Verifier().judge("0.01, 0.02", "0.01")
         ('correct', 'wrong')
@@ -717,7 +925,7 @@ class Verifier:
         if self.workers:
             return self.workers
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return 1 if cpus <= 2 else min(4, cpus)  # see "Choices 6)" and tools/verifier_bench.py
+        return 1 if cpus <= 2 else min(4, cpus)  # see the class docstring and tools/verifier_bench.py
 
     def _use_pool(self, todo: int) -> bool:
         if self._workers() < 2 or todo < self.pool_min_items:
@@ -743,9 +951,10 @@ class Verifier:
                 self._read(gold)  # unusable golds raise here, in the parent, before any work is sent
             hard = self.hard_timeout or 3 * self.timeout_seconds + 5
             while todo:
-                results, killed = _pool(self._workers(), self.start_method).judge(todo, self.timeout_seconds, hard)
+                pool = shared_pool(_judge_pair, self._workers(), self.start_method)
+                results, killed = pool.judge(todo, self.timeout_seconds, hard)
                 if killed:
-                    _POOLS.pop((self._workers(), self.start_method), None)
+                    forget_pool(_judge_pair, self._workers(), self.start_method)
                 for index, outcome in results.items():
                     self._store(todo[index], outcome)
                 todo = [p for i, p in enumerate(todo) if i not in results]
