@@ -5,10 +5,8 @@ A grid is a small YAML file, ``configs/sweeps/<name>.yaml`` (``./configs/sweeps/
 package's own): the base ``profile``, ``steps``, the axes ``methods``, ``minibatches`` (M, optimiser
 mini-batches per rollout batch: the first is on-policy, the other M - 1 off-policy), ``learning_rates``,
 ``seeds``, fixed ``overrides`` of every run, and the ``collapse`` rule's parameters. :func:`runs` expands
-it into run names and their config overrides; the Makefile lists its targets from the same function::
-
-    python -m rewards_as_labels.sweep targets default          # run names, one Make target each
-    python -m rewards_as_labels.sweep overrides default NAME   # that run's field=value words
+it into run names and their config overrides; the Makefile's targets of ``make sweep`` come from the
+same function (:mod:`rewards_as_labels.makevars` writes them, one target and its overrides per run).
 
 Runs live in ``runs/<profile>/sweep/<name>`` (``<method>-m<M>-lr<lr>-n<steps>-s<seed>``), so grids
 that share a cell share its run, and the profile's own ``<method>-s<seed>`` runs are left alone.
@@ -25,10 +23,8 @@ used: a collapsed tiny policy can stay high-entropy (it samples wrong digits at 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -259,31 +255,3 @@ def paired_cells(grid: Grid, profile_dir: str | Path, reference: str = "grpo", *
         rows.append({"method": method, "minibatches": m, "lr": lr, "seeds": len(seeds), "diff": ci["diff"],
                      "low": ci["low"], "high": ci["high"], "verdict": verdict(ci["low"], ci["high"], method, reference)})
     return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------- command line (for make)
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rewards_as_labels.sweep", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("targets", "overrides", "profile"))
-    parser.add_argument("grid", help="grid name: configs/sweeps/<grid>.yaml")
-    parser.add_argument("run", nargs="?", help="overrides: the run name")
-    args = parser.parse_args(argv)
-    try:
-        grid = load_grid(args.grid)
-        if args.command == "profile":
-            print(grid.profile)
-        elif args.command == "targets":
-            print(" ".join(name for name, _ in runs(grid)))
-        else:
-            found = dict(runs(grid)).get(args.run)
-            if found is None:
-                raise ValueError(f"run {args.run!r} is not in sweep grid {grid.name!r}; `targets {grid.name}` lists them")
-            print(" ".join(f"{k}={v}" for k, v in found.items()))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
