@@ -103,11 +103,13 @@ help:
 	@echo "make bench                time of each training phase per method"
 	@echo "make sweep [SWEEP=smoke]  stability map: grid of short runs over method x M x lr x seed, notebook 06"
 	@echo "make bench-backends       rollout tokens/s, HF vs vLLM (SMOLLM2=1 adds SmolLM2-135M)"
-	@echo "make setup | setup-vllm   the pinned environment in .venv (ACCEL=auto|cpu|cuda; TORCH_WHEELS=<folder>); vLLM into it"
+	@echo "make setup | setup-vllm   the pinned environment in .venv (ACCEL=auto|cpu|cuda); vLLM into it"
+	@echo "                          TORCH_WHEELS=<folder>: torch from a local wheel; VENV=<yours>: use it as it is"
 	@echo "make check-install        resolve every platform's set from public indexes only"
 	@echo "make lock ACCEL=cpu|cuda  rewrite requirements/lock-<ACCEL>.txt from a fresh resolution"
 	@echo "make gpu-check            a 5-minute report of the GPU path (needs a CUDA GPU)"
-	@echo "variables: PROFILE=$(PROFILE) METHODS='$(or $(METHODS),<the profile's>)' SEEDS='$(or $(SEEDS),<the profile's>)' JOBS=$(or $(JOBS),<the profile's>) ACCEL=$(ACCEL)"
+	@echo "variables: PROFILE=$(PROFILE) METHODS='$(or $(METHODS),<the profile's>)' SEEDS='$(or $(SEEDS),<the profile's>)'"
+	@echo "           JOBS=$(or $(JOBS),<the profile's>) ACCEL=$(ACCEL)"
 	@echo "           MODEL=<hub id|folder|pypi:pkg> DATA=<training set|file> EVAL=<benchmarks|files>  e.g."
 	@echo "           make reproduce PROFILE=paper_small MODEL=Qwen/Qwen2.5-Math-1.5B  (GPU);  PROFILE=smollm2 (CPU)"
 
@@ -116,7 +118,8 @@ help:
 # what the stage installs (pins.py adopt: the package imports, torch and transformers at their pins,
 # every requirement present), else make stops and says what is missing; `make setup VENV=<it>`
 # installs into it. Without VENV, an unfinished .venv is installed (again).
-ADOPT := $(and $(filter-out file,$(origin VENV)),$(if $(filter setup setup-vllm,$(MAKECMDGOALS)),,adopt),$(wildcard $(PY)))
+ADOPT := $(and $(filter-out file,$(origin VENV)),$(wildcard $(PY)),\
+	$(if $(filter setup setup-vllm,$(MAKECMDGOALS)),,adopt))
 setup: $(STAMP)
 $(STAMP): requirements/base.txt requirements/lock-$(ACCEL).txt pyproject.toml
 ifneq ($(ADOPT),)
@@ -218,7 +221,7 @@ train-all: $(RUNS)
 # resume=True: an interrupted run continues from its latest checkpoint. RUN_METHOD and RUN_SEED are
 # the run's own (makevars: every target of RUNS and TRAIN_RUN carries them)
 $(RUN)/%/final.json: $(WARM) | $(STAMP) $(BACKEND_STAMP)
-	$(if $(RUN_METHOD),,$(error $@ is none of the runs METHODS x SEEDS; make train METHOD=<method> SEED=<seed> trains another))
+	$(if $(RUN_METHOD),,$(error $@ is none of the runs METHODS x SEEDS; make train METHOD=<m> SEED=<s> trains another))
 	$(call stage,train $*)
 	$(NB) notebooks/03_train.ipynb $(RUN)/notebooks/03_train-$*.ipynb -p profile $(PROFILE) \
 		-p method $(RUN_METHOD) -p seed $(RUN_SEED) -p resume True $(OVERRIDES) concurrent_jobs=$(JOBS)

@@ -317,7 +317,8 @@ def adopt(p: Platform, python: str, stage: str) -> int:
               f"another VENV, or none for ./.venv.", file=sys.stderr)
         return 1
     versions = ", ".join(f"{n} {v}" for n, v in want.items())
-    print(f">>> VENV={venv}: used as it is for {target} ({versions}{'' if stage == 'vllm' else '; the package imports'})")
+    imports = "" if stage == "vllm" else "; the package imports"
+    print(f">>> VENV={venv}: used as it is for {target} ({versions}{imports})")
     return 0
 
 

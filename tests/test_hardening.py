@@ -399,7 +399,8 @@ def test_unwritable_run_folder_is_named(smoke_base, tmp_path):
         trainer_mod.train(load_config(profile="smoke", overrides={**base, "out": str(target)}), progress=False)
     # the CLI turns it into one line, no traceback
     res = subprocess.run([sys.executable, "-m", "rewards_as_labels", "train", "--profile", "smoke", "--out", str(target),
-                          "--data_dir", base["data_dir"]], capture_output=True, text=True, cwd=root, env=make_env())  # fmt: skip
+                          "--data_dir", base["data_dir"]],
+                         capture_output=True, text=True, cwd=root, env=make_env())  # fmt: skip
     assert res.returncode == 2 and f"run folder {target} is not writable" in res.stderr and "Traceback" not in res.stderr
     # a folder that exists but cannot be written: read-only tmpfs when root can mount, else chmod for non-root
     locked = tmp_path / "locked"
@@ -413,7 +414,8 @@ def test_unwritable_run_folder_is_named(smoke_base, tmp_path):
                 ensure_writable_dir(locked / "run", "run folder", "choose another --out")
             nb = _failing_notebook(tmp_path / "bad.ipynb")
             res = subprocess.run([sys.executable, "-m", "rewards_as_labels.tools.notebook", str(nb),
-                                  str(locked / "nb" / "out.ipynb")], capture_output=True, text=True, env=make_env())  # fmt: skip
+                                  str(locked / "nb" / "out.ipynb")],
+                                 capture_output=True, text=True, env=make_env())  # fmt: skip
             assert res.returncode == 1 and f"notebook output folder {locked / 'nb'} is not writable" in res.stderr
             assert "Traceback" not in res.stderr
         finally:

@@ -136,7 +136,8 @@ def test_a_local_torch_wheel_reaches_the_torch_step_only(monkeypatch, capsys):
     monkeypatch.setattr(pins, "run", lambda cmd, **kw: commands.append(cmd) or type("P", (), {"returncode": 0})())
     assert pins.install(pins.PLATFORMS["cpu"], "py", "base", None, find_links="/path/to/wheels") == 0
     torch_step, *rest = commands
-    assert torch_step[torch_step.index("--find-links") + 1] == "/path/to/wheels" and "--extra-index-url" not in torch_step
+    assert torch_step[torch_step.index("--find-links") + 1] == "/path/to/wheels"
+    assert "--extra-index-url" not in torch_step
     assert not any("--find-links" in c for c in rest)
     assert "installing torch==2.13.0+cpu from the configured indexes and /path/to/wheels" in capsys.readouterr().out
 
@@ -165,7 +166,8 @@ def _fake_python(folder: Path, found: dict) -> str:
 
 def test_adopt_uses_an_environment_that_holds_the_set_and_names_what_is_missing(tmp_path, capsys):
     cpu = pins.PLATFORMS["cpu"]
-    full = {name: "1" for name in pins.base_pins()} | {"torch": "2.13.0+cpu", "transformers": pins.base_pins()["transformers"]}
+    base = pins.base_pins()
+    full = {name: "1" for name in base} | {"torch": "2.13.0+cpu", "transformers": base["transformers"]}
     good = _fake_python(tmp_path / "good", full | {"(import rewards_as_labels)": "ok"})
     assert pins.adopt(cpu, good, "base") == 0
     assert f"VENV={tmp_path / 'good'}: used as it is for setup (torch 2.13.0+cpu" in capsys.readouterr().out

