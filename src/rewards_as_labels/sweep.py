@@ -6,11 +6,9 @@ package's own): the base ``profile``, ``steps``, the axes ``methods``, ``minibat
 mini-batches per rollout batch: the first is on-policy, the other M - 1 off-policy), ``learning_rates``,
 ``seeds`` and optionally ``grad_clips`` (``fixed``, ``off``, ``relative``: Config.grad_clip; default
 ``[fixed]``), the fixed ``prompts_per_minibatch``, fixed ``overrides`` of every run, and the ``collapse``
-rule's parameters. :func:`runs` expands it into run names and their config overrides; the Makefile lists
-its targets from the same function::
-
-    python -m rewards_as_labels.sweep targets default          # run names, one Make target each
-    python -m rewards_as_labels.sweep overrides default NAME   # that run's field=value words
+rule's parameters. :func:`runs` expands it into run names and their config overrides; the Makefile's
+targets of ``make sweep`` and ``make study`` come from the same function (:mod:`rewards_as_labels.makevars`
+writes them, one target and its overrides per run).
 
 Runs live in ``runs/<profile>/sweep/<name>`` (``<method>-m<M>-p<prompts per mini-batch>-lr<lr>-<clip>-n<steps>-s<seed>``),
 so grids that share a cell share its run, and the profile's own ``<method>-s<seed>`` runs are left alone.
@@ -20,7 +18,7 @@ Off-policy without shrinking the batch: every run of a grid updates on mini-batc
 prompts_per_minibatch), as the release scales it (32 prompts per mini-batch, 4 per rollout batch). So
 M changes how far the later updates are off-policy, not how noisy each update is.
 
-Each run is scored by :func:`~rewards_as_labels.results.robust_score`: the mean validation pass@1 of its
+Each run is scored by :func:`~rewards_as_labels.results.last_evals`: the mean validation pass@1 of its
 last ``LAST_K_EVALS`` evaluations (the final one included), which one checkpoint's noise cannot swing.
 
 Collapse (:func:`collapse_step`): the batch reward (fraction of the step's P x n rollouts that are
@@ -35,10 +33,8 @@ used: a collapsed tiny policy can stay high-entropy (it samples wrong digits at 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -353,31 +349,3 @@ def protocol_comparison(grid: Grid, profile_dir: str | Path, reference: str = "g
                             "test_pass@1": scores.get(m, math.nan), **row})
     cols = ["protocol", "minibatches", "grad_clip", "method", "lr", "test_pass@1", "diff", "low", "high", "seeds", "verdict"]
     return pd.DataFrame(out).reindex(columns=cols)
-
-
-# ----------------------------------------------------------------------------- command line (for make)
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rewards_as_labels.sweep", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("targets", "overrides", "profile"))
-    parser.add_argument("grid", help="grid name: configs/sweeps/<grid>.yaml")
-    parser.add_argument("run", nargs="?", help="overrides: the run name")
-    args = parser.parse_args(argv)
-    try:
-        grid = load_grid(args.grid)
-        if args.command == "profile":
-            print(grid.profile)
-        elif args.command == "targets":
-            print(" ".join(name for name, _ in runs(grid)))
-        else:
-            found = dict(runs(grid)).get(args.run)
-            if found is None:
-                raise ValueError(f"run {args.run!r} is not in sweep grid {grid.name!r}; `targets {grid.name}` lists them")
-            print(" ".join(f"{k}={v}" for k, v in found.items()))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
