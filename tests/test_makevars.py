@@ -14,6 +14,7 @@ import pytest
 
 from conftest import ROOT, make_env, standin_venv
 from rewards_as_labels.config import METHODS, load_config, parse_overrides, parse_run_name
+from rewards_as_labels import sweep as S
 from rewards_as_labels.makevars import main, makevars, render
 from rewards_as_labels.sweep import load_grid, runs
 
@@ -122,17 +123,20 @@ def test_the_makefile_reads_no_yaml_and_never_reenters_itself():
 
 
 @needs_make
-@pytest.mark.parametrize("goal", [["reproduce"], ["sweep", "SWEEP=smoke"], ["train-all", "PROFILE=smollm2"]])
+@pytest.mark.parametrize("goal", [["reproduce"], ["sweep", "SWEEP=smoke"], ["study", "STUDY=smoke"],
+                                  ["train-all", "PROFILE=smollm2"]])
 def test_one_make_no_jobserver_warning_no_undefined_variable(tmp_path, goal):
     venv = standin_venv(tmp_path / "venv")
     res = _make("--warn-undefined-variables", "-n", *goal, f"VENV={venv}")
     assert res.returncode == 0, res.stderr
     assert "jobserver" not in res.stderr and "warning" not in res.stderr, res.stderr
     assert not re.search(r"^make\[\d\]", res.stdout + res.stderr, re.M)  # no sub-make
-    if goal[0] == "sweep":  # the grid's own profile, its 8 runs, in this one make
+    if goal[0] in ("sweep", "study"):  # the grid's own profile, its runs, in this one make
         assert res.stdout.count("\n>>> [smoke] sweep run") == 0  # (-n prints the echo commands)
-        assert res.stdout.count('echo ">>> [smoke] sweep run') == 8
-        assert "-p profile smoke -p sweep smoke" in res.stdout
+        assert res.stdout.count('echo ">>> [smoke] sweep run') == len(S.runs(S.load_grid("smoke")))
+        assert "-p profile smoke -p sweep smoke" in res.stdout if goal[0] == "sweep" else "-p study smoke" in res.stdout
+    if goal[0] == "study":  # every run also evaluated on test
+        assert res.stdout.count('echo ">>> [smoke] test evaluation') == len(S.runs(S.load_grid("smoke")))
     if goal[-1] == "PROFILE=smollm2":
         trained = re.findall(r"-p method (\w+) -p seed (\d+) -p resume True\s+concurrent_jobs=1", res.stdout)
         assert sorted(trained) == [("grad", "0"), ("grpo", "0"), ("real", "0")]

@@ -101,6 +101,13 @@ def test_make_sweep_smoke_writes_one_row_per_run(tmp_path):
     assert (repo / "runs/smoke/notebooks/06_stability.ipynb").is_file()
     again = subprocess.run(cmd, cwd=repo, env=make_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and ">>> [smoke] sweep run" not in again.stdout  # finished runs are not redone
+    # make study on the same grid: the runs are shared, only their test evaluations and notebook 08 run
+    study = [c if c != "sweep" else "study" for c in cmd if c != "SWEEP=smoke"] + ["STUDY=smoke"]
+    res = subprocess.run(study, cwd=repo, env=make_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert ">>> [smoke] sweep run" not in res.stdout and res.stdout.count(">>> [smoke] test evaluation") == len(names)
+    protocols = pd.read_csv(repo / "runs/smoke/tables/protocols-smoke.csv")
+    assert set(protocols.protocol) == {"one lr", "tuned lr"} and set(protocols.grad_clip) == {"fixed", "off"}
 
 
 def test_paired_cells_compare_each_method_to_grpo_problem_by_problem(tmp_path):
