@@ -49,7 +49,9 @@ import yaml
 
 from .config import GRAD_CLIPS, METHODS, PACKAGE_PROFILES, USER_PROFILES, load_config
 from .methods import OFFPOLICY_KEYS
-from .results import last_evals, paired_bootstrap, paired_difference_table, select_learning_rates, verdict
+from .io import read_jsonl
+from .results import (concat_weight_samples, last_evals, paired_bootstrap, paired_difference_table, run_metrics,
+                      run_weight_samples, select_learning_rates, verdict)
 
 GRID_FIELDS = ("profile", "steps", "methods", "minibatches", "prompts_per_minibatch", "learning_rates", "seeds",
                "grad_clips", "overrides", "collapse")
@@ -177,7 +179,7 @@ def summarize_run(folder: str | Path, collapse: dict | None = None) -> dict:
     """One row of the stability table from a finished run's ``metrics.jsonl`` and ``final.json``."""
     folder = Path(folder)
     cfg = json.loads((folder / "config.json").read_text())
-    metrics = pd.DataFrame([json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()])
+    metrics = pd.DataFrame(read_jsonl(folder / "metrics.jsonl"))
     final = json.loads((folder / "final.json").read_text())
     evals = metrics["eval/pass@1"].dropna().tolist() if "eval/pass@1" in metrics else []
     final_pass = final.get("eval/pass@1", math.nan)
@@ -216,18 +218,14 @@ def stability_table(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
 
 
 def load_sweep_metrics(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
-    """Every logged step of every run of ``grid`` that has started, with columns run, method,
-    minibatches, lr, grad_clip, seed beside the metrics (the final validation is one more row at ``step = steps``)."""
+    """Every logged step of every run of ``grid`` that has started (:func:`~rewards_as_labels.results.run_metrics`),
+    with columns run, method, minibatches, lr, grad_clip, seed beside the metrics (the final validation is one more
+    row at ``step = steps``)."""
     frames = []
     for name, ov in runs(grid):
         folder = sweep_dir(profile_dir) / name
-        if not (folder / "metrics.jsonl").exists():
-            continue
-        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        if (folder / "final.json").exists():
-            rows.append(json.loads((folder / "final.json").read_text()))
-        frames.append(pd.DataFrame(rows).assign(run=name, method=ov["method"], minibatches=ov["minibatches_per_step"],
-                                                lr=ov["learning_rate"], grad_clip=ov["grad_clip"], seed=ov["seed"]))
+        if (folder / "metrics.jsonl").exists():
+            frames.append(run_metrics(folder).assign(run=name, **_cell_keys(ov)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -236,21 +234,17 @@ def load_sweep_weight_samples(grid: Grid, profile_dir: str | Path, min_minibatch
     evaluation step) of the runs with at least ``min_minibatches`` mini-batches -- off-policy ones.
 
     Returns ``(rollouts, tokens)`` like :func:`~rewards_as_labels.results.load_weight_samples`, with
-    the run's method, minibatches, lr and seed on each row.
+    the run's method, minibatches, lr, grad_clip and seed on each row.
     """
-    roll, tok = [], []
-    for name, ov in runs(grid):
-        path = sweep_dir(profile_dir) / name / "weight_samples.jsonl"
-        if ov["minibatches_per_step"] < min_minibatches or not path.exists():
-            continue
-        key = {"method": ov["method"], "minibatches": ov["minibatches_per_step"], "lr": ov["learning_rate"],
-               "grad_clip": ov["grad_clip"], "seed": ov["seed"]}
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
-            roll.append(pd.DataFrame({k: rec[k] for k in ("s", "label", "w_real", "w_grad")}).assign(step=rec["step"], **key))
-            tok.append(pd.DataFrame({k: rec[k] for k in ("s_token", "a_token", "w_grpo")}).assign(step=rec["step"], **key))
-    empty = pd.DataFrame()
-    return (pd.concat(roll, ignore_index=True) if roll else empty, pd.concat(tok, ignore_index=True) if tok else empty)
+    parts = [(*run_weight_samples(sweep_dir(profile_dir) / name), _cell_keys(ov))
+             for name, ov in runs(grid) if ov["minibatches_per_step"] >= min_minibatches]
+    return concat_weight_samples(parts)
+
+
+def _cell_keys(overrides: dict) -> dict:
+    """A sweep run's grid coordinates, as the columns its rows carry."""
+    return {"method": overrides["method"], "minibatches": overrides["minibatches_per_step"],
+            "lr": overrides["learning_rate"], "grad_clip": overrides["grad_clip"], "seed": overrides["seed"]}
 
 
 def cell_summary(table: pd.DataFrame) -> pd.DataFrame:
