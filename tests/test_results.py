@@ -109,3 +109,13 @@ def test_profile_and_sweep_loaders_read_runs_the_same_way(tmp_path):
     assert roll[["s", "label", "w_real", "w_grad", "step"]].equals(sroll[["s", "label", "w_real", "w_grad", "step"]])
     assert tok["w_grpo"].tolist() == stok["w_grpo"].tolist() == [1.0, 1.1, 0.0]
     assert roll["seed"].tolist() == [1, 1] and sroll["seed"].tolist() == [ov["seed"]] * 2
+
+
+def test_weight_samples_without_rows_keep_their_columns(tmp_path):
+    # early smoke runs log samples with no rollout in a mixed group: empty lists, yet the figure selects by column
+    _fake_run(tmp_path / "real-s0", "real", 0)
+    empty = {"step": 0, "method": "real", **{k: [] for k in ("s", "label", "w_real", "w_grad", "s_token", "a_token", "w_grpo")}}
+    (tmp_path / "real-s0" / "weight_samples.jsonl").write_text(json.dumps(empty) + "\n")
+    roll, tok = load_weight_samples(tmp_path)
+    assert len(roll) == len(tok) == 0
+    assert {"method", "seed", "step", "s"} <= set(roll.columns) and {"method", "w_grpo"} <= set(tok.columns)

@@ -48,8 +48,8 @@ WEIGHT_SAMPLE_COLUMNS = {"rollouts": ("s", "label", "w_real", "w_grad"), "tokens
 
 def run_weight_samples(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(rollouts, tokens)`` of the run in ``folder`` (``weight_samples.jsonl``: the last mini-batch
-    of each evaluation step), each row tagged with its ``step`` and ``method``; two empty frames when
-    the run saved none. Columns: :data:`WEIGHT_SAMPLE_COLUMNS` plus step and method."""
+    of each evaluation step), each row tagged with its ``step`` and ``method``; two empty frames without
+    columns when the run saved none. Columns: :data:`WEIGHT_SAMPLE_COLUMNS` plus step and method."""
     path = Path(folder) / "weight_samples.jsonl"
     records = read_jsonl(path) if path.exists() else []
     frames = {kind: [pd.DataFrame({k: rec[k] for k in cols}).assign(step=rec["step"], method=rec["method"])
@@ -82,8 +82,9 @@ def load_weight_samples(profile_dir: str | Path) -> tuple[pd.DataFrame, pd.DataF
 def concat_weight_samples(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(rollouts, tokens)`` of several runs (``(rollouts, tokens, keys)`` each, from :func:`run_weight_samples`)
     as one pair of frames, each run's rows tagged with its ``keys`` as columns."""
-    roll = [r.assign(**key) for r, _, key in parts if len(r)]
-    tok = [t.assign(**key) for _, t, key in parts if len(t)]
+    # a run with samples but no rows (no group held both labels) still gives the frames their columns
+    roll = [r.assign(**key) for r, _, key in parts if len(r.columns)]
+    tok = [t.assign(**key) for _, t, key in parts if len(t.columns)]
     return (pd.concat(roll, ignore_index=True) if roll else pd.DataFrame(),
             pd.concat(tok, ignore_index=True) if tok else pd.DataFrame())
 
