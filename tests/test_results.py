@@ -89,9 +89,10 @@ def _fake_run(folder, method: str, seed: int, steps: int = 2, final: bool = True
     rows = [{"step": s, "method": method, "seed": seed, "reward/mean": 0.1 * s} for s in range(steps)]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if final:
-        (folder / "final.json").write_text(json.dumps({"step": steps, "method": method, "seed": seed, "eval/pass@1": 0.5}))
-    sample = {"step": 0, "method": method, "s": [0.1, -0.2], "label": [1, 0], "w_real": [0.5, 0.4], "w_grad": [0.6, 0.3],
-              "s_token": [0.0, 0.1, 0.2], "a_token": [1.0, -1.0, 1.0], "w_grpo": [1.0, 1.1, 0.0]}
+        final_row = {"step": steps, "method": method, "seed": seed, "eval/pass@1": 0.5}
+        (folder / "final.json").write_text(json.dumps(final_row))
+    sample = {"step": 0, "method": method, "s": [0.1, -0.2], "label": [1, 0], "w_real": [0.5, 0.4],
+              "w_grad": [0.6, 0.3], "s_token": [0.0, 0.1, 0.2], "a_token": [1.0, -1.0, 1.0], "w_grpo": [1.0, 1.1, 0.0]}
     (folder / "weight_samples.jsonl").write_text(json.dumps(sample) + "\n")
 
 
@@ -104,7 +105,8 @@ def test_profile_and_sweep_loaders_read_runs_the_same_way(tmp_path):
     profile = load_metrics(tmp_path)
     sweep = S.load_sweep_metrics(grid, tmp_path)
     assert profile["step"].tolist() == sweep["step"].tolist() == [0, 1, 2]  # the final validation is the last row
-    assert sweep[["run", "minibatches", "lr"]].iloc[0].tolist() == [name, ov["minibatches_per_step"], ov["learning_rate"]]
+    cell = [name, ov["minibatches_per_step"], ov["learning_rate"]]
+    assert sweep[["run", "minibatches", "lr"]].iloc[0].tolist() == cell
     (roll, tok), (sroll, stok) = load_weight_samples(tmp_path), S.load_sweep_weight_samples(grid, tmp_path)
     assert roll[["s", "label", "w_real", "w_grad", "step"]].equals(sroll[["s", "label", "w_real", "w_grad", "step"]])
     assert tok["w_grpo"].tolist() == stok["w_grpo"].tolist() == [1.0, 1.1, 0.0]
@@ -114,7 +116,8 @@ def test_profile_and_sweep_loaders_read_runs_the_same_way(tmp_path):
 def test_weight_samples_without_rows_keep_their_columns(tmp_path):
     # early smoke runs log samples with no rollout in a mixed group: empty lists, yet the figure selects by column
     _fake_run(tmp_path / "real-s0", "real", 0)
-    empty = {"step": 0, "method": "real", **{k: [] for k in ("s", "label", "w_real", "w_grad", "s_token", "a_token", "w_grpo")}}
+    columns = ("s", "label", "w_real", "w_grad", "s_token", "a_token", "w_grpo")
+    empty = {"step": 0, "method": "real", **{k: [] for k in columns}}
     (tmp_path / "real-s0" / "weight_samples.jsonl").write_text(json.dumps(empty) + "\n")
     roll, tok = load_weight_samples(tmp_path)
     assert len(roll) == len(tok) == 0

@@ -32,8 +32,9 @@ import os
 import platform
 import re
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 FIX_SPACE = "free disk space (or fix the folder's permissions / pick another output folder)"
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Union
 
 from .io import atomic_write_text, iter_jsonl
 
-Gold = Union[str, tuple[str, ...]]  # one answer, or alternatives (any is correct)
+Gold = str | tuple[str, ...]  # one answer, or alternatives (any is correct)
 MANIFEST = "manifest.json"
 
 

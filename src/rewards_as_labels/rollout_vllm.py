@@ -171,7 +171,7 @@ class KnownNoise(logging.Filter):
         "Using None for EOS token id because tokenizer is not initialized":
             "every request carries the model's EOS ids as stop_token_ids",
         "RotaryEmbedding: Failed to load weights":
-            "its cos/sin cache is computed from the config, not loaded; checkpoints hold none and the reload restores it",
+            "its cos/sin cache is computed from the config, not loaded: checkpoints hold none, the reload restores it",
         "ParallelLMHead: Failed to load weights":
             "a tied head shares embed_tokens' weight, which is loaded; reprocess_tied_layers repacks the head",
     }

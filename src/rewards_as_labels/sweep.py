@@ -48,10 +48,18 @@ import pandas as pd
 import yaml
 
 from .config import GRAD_CLIPS, METHODS, PACKAGE_PROFILES, USER_PROFILES, load_config
-from .methods import OFFPOLICY_KEYS
 from .io import read_jsonl
-from .results import (concat_weight_samples, last_evals, paired_bootstrap, paired_difference_table, run_metrics,
-                      run_weight_samples, select_learning_rates, verdict)
+from .methods import OFFPOLICY_KEYS
+from .results import (
+    concat_weight_samples,
+    last_evals,
+    paired_bootstrap,
+    paired_difference_table,
+    run_metrics,
+    run_weight_samples,
+    select_learning_rates,
+    verdict,
+)
 
 GRID_FIELDS = ("profile", "steps", "methods", "minibatches", "prompts_per_minibatch", "learning_rates", "seeds",
                "grad_clips", "overrides", "collapse")

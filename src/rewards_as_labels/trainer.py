@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -40,7 +41,16 @@ from .config import Config, derive_seed
 from .data import load_split
 from .evaluation import evaluate_policy
 from .io import JsonlWriter, atomic_write_json, ensure_writable_dir, package_versions
-from .methods import OFFPOLICY_KEYS, WEIGHT_FORMULAS, MiniBatch, clip_fraction, offpolicy_stats, policy_loss, weight_samples, weight_stats
+from .methods import (
+    OFFPOLICY_KEYS,
+    WEIGHT_FORMULAS,
+    MiniBatch,
+    clip_fraction,
+    offpolicy_stats,
+    policy_loss,
+    weight_samples,
+    weight_stats,
+)
 from .modeling import format_prompt, load_policy
 from .progress import progress_bar
 from .rollout import RolloutBatch, response_logprobs
@@ -83,7 +93,7 @@ class Rollouts:
     old_logprobs: torch.Tensor  # [B, T] under the sampling policy
     ref_logprobs: torch.Tensor | None  # [B, T] under the frozen reference (KL), or None
 
-    def groups(self, g: slice) -> "Rollouts":
+    def groups(self, g: slice) -> Rollouts:
         """The rollouts of groups ``g.start .. g.stop - 1``."""
         rows = slice(g.start * self.batch.n, g.stop * self.batch.n)
         ref = self.ref_logprobs[rows] if self.ref_logprobs is not None else None
@@ -138,10 +148,11 @@ def old_logprobs(model, batch: RolloutBatch, cfg: Config) -> OldLogprobs:
     first_rows = cfg.prompts_per_step // cfg.minibatches_per_step * cfg.rollouts_per_prompt
     if len(micro_batches(first_rows, cfg.micro_batch_size)) > 1:
         return OldLogprobs(*logprobs_no_grad(model, batch, cfg, with_entropy=True), first_forward=None)  # [B, T] each
-    fresh, entropy = response_logprobs(model, batch.select(slice(0, first_rows)), cfg.temperature, with_entropy=True)  # [b, T] each
+    first, rest = slice(0, first_rows), slice(first_rows, batch.batch_size)
+    fresh, entropy = response_logprobs(model, batch.select(first), cfg.temperature, with_entropy=True)  # [b, T] each
     logprobs, entropy = fresh.detach(), entropy.detach()  # [b, T] each
     if first_rows < batch.batch_size:  # the later mini-batches' rows
-        rest_lp, rest_entropy = logprobs_no_grad(model, batch.select(slice(first_rows, batch.batch_size)), cfg, with_entropy=True)
+        rest_lp, rest_entropy = logprobs_no_grad(model, batch.select(rest), cfg, with_entropy=True)  # [B - b, T] each
         logprobs, entropy = torch.cat([logprobs, rest_lp]), torch.cat([entropy, rest_entropy])  # [B, T] each
     return OldLogprobs(logprobs, entropy, first_forward=fresh)
 
@@ -407,7 +418,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
 
         row.update(_batch_metrics(rewards.bool(), batch.response_mask, old.entropy, batch, counts))
         if batch.sampling_logprobs is not None:  # sampler vs trainer: a missed weight sync shows here
-            row["rollout/logprob_max_abs_diff"] = (batch.sampling_logprobs - old.logprobs).abs().max().item()  # both 0 off-mask
+            gap = (batch.sampling_logprobs - old.logprobs).abs().max().item()  # both 0 off-mask
+            row["rollout/logprob_max_abs_diff"] = gap
 
         rollouts = Rollouts(batch, rewards, advantages, old.logprobs, ref_lp)
         stats = []
