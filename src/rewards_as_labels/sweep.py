@@ -27,9 +27,10 @@ Collapse (:func:`collapse_step`): the batch reward (fraction of the step's P x n
 correct) stays at or below ``reward_below`` (default 0.02) for ``steps`` (default 10) consecutive
 steps; the collapse step is the first of them. Why this rule: a group whose rollouts are all wrong
 gives every one of the five methods a zero gradient (one-label groups carry no signal), so once almost
-every group is all-wrong the policy has nothing to climb back with -- the state MEASURED.md saw at
-lr 1e-3 (pass@1 below 3% within 25 steps, never recovering). 2% of 256 rollouts is 5 correct ones,
-far below the warm start's ~15%, and 10 steps in a row rule out one unlucky batch. Entropy is not
+every group is all-wrong the policy has nothing to climb back with -- the state a pre-package experiment
+reached at lr 1e-3 (pass@1 below 3% within 25 steps, never recovering; docs/measurements.md), and the
+default grid's runs reach at lr 1e-3 with M >= 4 in every seed (README, "The stability map"). 2% of
+256 rollouts is 5 correct ones, far below the warm start's ~15%, and 10 steps in a row rule out one unlucky batch. Entropy is not
 used: a collapsed tiny policy can stay high-entropy (it samples wrong digits at random).
 """
 
