@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from rewards_as_labels.config import PACKAGE_PROFILES, load_config, parse_run_name, profile_path, run_name
 from rewards_as_labels.results import run_folders

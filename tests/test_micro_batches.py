@@ -78,7 +78,7 @@ def gradient(method: str, micro: int, on_policy: bool, first: bool) -> tuple[tor
                  prompts_per_step=G, minibatches_per_step=1, gspo_clip_low=0.2, gspo_clip_high=0.2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # step() leaves the gradient in .grad
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
-    stats, _ = trainer_mod.update(model, optimizer, scheduler, mb, cfg, step=0, first=first)
+    stats = trainer_mod.update(model, optimizer, scheduler, mb, cfg, step=0, first=first).stats
     return model.table.grad.clone(), stats
 
 

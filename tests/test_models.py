@@ -12,7 +12,12 @@ from rewards_as_labels import modeling as M
 from rewards_as_labels.config import load_config
 from rewards_as_labels.data import Problem
 from rewards_as_labels.modeling import (
-    build_tiny_model, build_tokenizer, encode_prompts, format_prompt, load_policy, pypi_model_folder,
+    build_tiny_model,
+    build_tokenizer,
+    encode_prompts,
+    format_prompt,
+    load_policy,
+    pypi_model_folder,
 )
 from rewards_as_labels.rollout import HFGenerateBackend
 

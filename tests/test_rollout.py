@@ -1,5 +1,7 @@
 """Rollout layout, masks, truncation, determinism, and log-probs that match the sampler."""
 
+import logging
+
 import pytest
 import torch
 
@@ -167,3 +169,37 @@ def test_model_generation_config_cannot_change_the_behaviour_policy(policy):
     finally:
         model.generation_config = saved
     assert torch.equal(plain.response_ids, hub_like.response_ids)
+
+
+def _record(logger: str, msg: str, *args, exc: BaseException | None = None) -> logging.LogRecord:
+    exc_info = (type(exc), exc, None) if exc is not None else None
+    return logging.LogRecord(logger, logging.WARNING, "x.py", 1, msg, args, exc_info)
+
+
+def test_known_vllm_noise_is_dropped_and_nothing_else():
+    from rewards_as_labels.rollout_vllm import KnownNoise
+
+    layerwise, renderer = KnownNoise.LOGGERS[1], KnownNoise.LOGGERS[0]
+    tied, untied = KnownNoise(tied=True), KnownNoise(tied=False)
+    tokenizer_missing = ValueError("Tokenizer not available when `skip_tokenizer_init=True`")
+    for f in (tied, untied):
+        assert not f.filter(_record(renderer, "Chat template warmup failed", exc=tokenizer_missing))
+        assert not f.filter(_record(renderer, "Using None for EOS token id because tokenizer is not initialized"))
+        assert not f.filter(_record(layerwise, "%s: Failed to load weights", "RotaryEmbedding"))
+        # the same words for another cause, or another layer, still reach the log
+        assert f.filter(_record(renderer, "Chat template warmup failed", exc=RuntimeError("template syntax error")))
+        assert f.filter(_record(layerwise, "%s: Failed to load weights", "QKVParallelLinear"))
+        assert f.filter(_record(layerwise, "%s: Delayed processing", "RotaryEmbedding"))
+    # an untied lm_head that fails to load is a real failure
+    assert not tied.filter(_record(layerwise, "%s: Failed to load weights", "ParallelLMHead"))
+    assert untied.filter(_record(layerwise, "%s: Failed to load weights", "ParallelLMHead"))
+
+
+def test_known_vllm_noise_filter_replaces_an_earlier_one():
+    from rewards_as_labels.rollout_vllm import KnownNoise
+
+    first, second = KnownNoise.install(tied=False), KnownNoise.install(tied=True)
+    for name in KnownNoise.LOGGERS:
+        mine = [f for f in logging.getLogger(name).filters if isinstance(f, KnownNoise)]
+        assert mine == [second] and first is not second
+        logging.getLogger(name).removeFilter(second)

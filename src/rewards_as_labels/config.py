@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -227,7 +227,7 @@ class Config:
     dapo_clip_high: float = 0.28
     gspo_clip_low: float = 3e-4
     gspo_clip_high: float = 4e-4
-    kl_coef: typing.Optional[float] = None
+    kl_coef: float | None = None
     temperature: float = 0.6
     top_k: int = 0
     top_p: float = 1.0

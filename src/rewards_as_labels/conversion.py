@@ -32,7 +32,8 @@ Choices:
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .data_registry import INSTRUCTION, DatasetSpec
 from .problems import Problem

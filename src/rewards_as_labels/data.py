@@ -28,8 +28,9 @@ benchmark numbers.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import arithmetic, local_files
 from .conversion import rows_to_problems

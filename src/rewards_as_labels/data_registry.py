@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Mapping
 
 INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
 # bump when the conversion changes, so old caches read as stale

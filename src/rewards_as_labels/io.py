@@ -1,4 +1,5 @@
-"""Crash-safe file and folder writes shared by data, warm start, checkpoints and metrics.
+"""Crash-safe file and folder writes shared by data, warm start, checkpoints and metrics, and the
+one reader of the JSON-lines files they write (:func:`read_jsonl`).
 
 Every artefact a later stage reads (JSONL splits, manifests, model folders, metrics) is
 written to a temporary name in the *same* folder and then renamed into place, so a reader
@@ -31,8 +32,9 @@ import os
 import platform
 import re
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 FIX_SPACE = "free disk space (or fix the folder's permissions / pick another output folder)"
 
@@ -66,8 +68,9 @@ def ensure_writable_dir(path: str | Path, what: str = "output folder", fix: str 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
 
-    >>> p = atomic_write_text("/tmp/_ral_doc.txt", "hi")
-    >>> p.read_text()
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     atomic_write_text(Path(folder) / "a.txt", "hi").read_text()
     'hi'
     """
     path = Path(path)
@@ -101,9 +104,11 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     exception the folder is renamed to ``path``, replacing an old ``path`` if there is one.
     On an exception the temporary folder is deleted and an old ``path`` is left untouched.
 
-    >>> with atomic_directory("/tmp/_ral_doc_dir") as tmp:
-    ...     _ = (tmp / "a.txt").write_text("x")
-    >>> sorted(p.name for p in Path("/tmp/_ral_doc_dir").iterdir())
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     with atomic_directory(Path(folder) / "model") as tmp:
+    ...         _ = (tmp / "a.txt").write_text("x")
+    ...     sorted(p.name for p in (Path(folder) / "model").iterdir())
     ['a.txt']
     """
     path = Path(path)
@@ -190,9 +195,11 @@ class JsonlWriter:
     the step and the fix. Rows are flushed, not fsynced (see the module notes, 4);
     ``fsync=True`` syncs every row.
 
-    >>> w = JsonlWriter(Path("/tmp/_ral_doc.jsonl"), start_step=0)
-    >>> w.write({"step": 0, "loss": 1.5}); Path("/tmp/_ral_doc.jsonl").read_text()
-    '{"loss": 1.5, "step": 0}\\n'
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     JsonlWriter(Path(folder) / "metrics.jsonl", start_step=0).write({"step": 0, "loss": 1.5})
+    ...     read_jsonl(Path(folder) / "metrics.jsonl")
+    [{'loss': 1.5, 'step': 0}]
     """
 
     def __init__(self, path: str | Path, start_step: int, *, fsync: bool = False):
@@ -238,6 +245,42 @@ class JsonlWriter:
                 exc, f"could not append step {row.get('step')} to {self.path}",
                 f"earlier rows are intact; {FIX_SPACE}, then rerun with --resume",
             ) from exc
+
+
+# ----------------------------------------------------------------------------- reading JSON lines
+FIX_JSONL = "repair or delete that line, or rerun the stage that wrote the file"
+
+
+def iter_jsonl(path: str | Path, fix: str = FIX_JSONL) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, value)`` for every non-blank line of the JSON-lines file ``path``.
+
+    The one reader of the package's JSON-lines files (``metrics.jsonl``, ``weight_samples.jsonl``,
+    data splits). A line that is not JSON raises ``ValueError`` naming the file, the line number and
+    ``fix``; a missing file raises ``FileNotFoundError`` as ``open`` does. Line numbers count blank
+    lines too, so they match an editor's.
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {number} is not JSON ({exc.msg}); {fix}") from None
+            yield number, value
+
+
+def read_jsonl(path: str | Path, fix: str = FIX_JSONL) -> list:
+    """Every value of the JSON-lines file ``path``, in order (blank lines skipped); errors as :func:`iter_jsonl`.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = (Path(folder) / "m.jsonl").write_text('{"step": 0}\\n\\n{"step": 1}\\n')
+    ...     read_jsonl(Path(folder) / "m.jsonl")
+    [{'step': 0}, {'step': 1}]
+    """
+    return [value for _, value in iter_jsonl(path, fix)]
 
 
 def package_versions() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The paper's objectives, one pure function per equation (numbers as in ``shared/PAPER.md``).
+"""The paper's objectives, one pure function per equation (numbers as in ``docs/paper.md``).
 
 Conventions
     * ``scores``, ``rewards``: ``[G, n]`` -- G groups (prompts), n rollouts each, prompt-major.

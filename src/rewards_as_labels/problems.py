@@ -19,11 +19,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Union
 
-from .io import atomic_write_text
+from .io import atomic_write_text, iter_jsonl
 
-Gold = Union[str, tuple[str, ...]]  # one answer, or alternatives (any is correct)
+Gold = str | tuple[str, ...]  # one answer, or alternatives (any is correct)
 MANIFEST = "manifest.json"
 
 
@@ -92,13 +91,4 @@ def problem_from_row(row, where: str, fix: str) -> Problem:
 
 def read_problems(path: Path, fix: str) -> list[Problem]:
     """All Problems of one JSONL cache file; each bad line fails with its number and ``fix``."""
-    problems = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} line {number} is not JSON ({exc.msg}); {fix}") from None
-        problems.append(problem_from_row(row, f"{path} line {number}", fix))
-    return problems
+    return [problem_from_row(row, f"{path} line {number}", fix) for number, row in iter_jsonl(path, fix)]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .config import METHODS, parse_run_name
+from .io import atomic_write_text, read_jsonl
 
 
 def run_folders(profile_dir: str | Path) -> list[Path]:
@@ -31,46 +32,61 @@ def run_folders(profile_dir: str | Path) -> list[Path]:
     return sorted(found, key=key)
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def run_metrics(folder: str | Path) -> pd.DataFrame:
+    """One row per logged step of the run in ``folder`` (``metrics.jsonl``), plus, once the run has
+    finished, its ``final.json`` (the validation after the last step, at ``step = total_steps``) as one
+    more row holding only its ``eval/*`` values, so held-out curves end at the trained policy."""
+    folder = Path(folder)
+    rows = read_jsonl(folder / "metrics.jsonl")
+    if (folder / "final.json").exists():
+        rows.append(json.loads((folder / "final.json").read_text()))
+    return pd.DataFrame(rows)
+
+
+WEIGHT_SAMPLE_COLUMNS = {"rollouts": ("s", "label", "w_real", "w_grad"), "tokens": ("s_token", "a_token", "w_grpo")}
+
+
+def run_weight_samples(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(rollouts, tokens)`` of the run in ``folder`` (``weight_samples.jsonl``: the last mini-batch
+    of each evaluation step), each row tagged with its ``step`` and ``method``; two empty frames without
+    columns when the run saved none. Columns: :data:`WEIGHT_SAMPLE_COLUMNS` plus step and method."""
+    path = Path(folder) / "weight_samples.jsonl"
+    records = read_jsonl(path) if path.exists() else []
+    frames = {kind: [pd.DataFrame({k: rec[k] for k in cols}).assign(step=rec["step"], method=rec["method"])
+                     for rec in records]
+              for kind, cols in WEIGHT_SAMPLE_COLUMNS.items()}
+    return tuple(pd.concat(f, ignore_index=True) if f else pd.DataFrame() for f in frames.values())
 
 
 def load_metrics(profile_dir: str | Path) -> pd.DataFrame:
-    """One row per (run, step) with every logged metric; columns ``method``, ``seed``, ``step``, ...
-
-    A finished run's ``final.json`` (the validation after the last step, at ``step = total_steps``)
-    is one more row holding only its ``eval/*`` values, so held-out curves end at the trained policy.
-    Raises ``FileNotFoundError`` naming ``make train`` when there is no run to read.
+    """One row per (run, step) with every logged metric (:func:`run_metrics`); columns ``run``,
+    ``method``, ``seed``, ``step``, ... Raises ``FileNotFoundError`` naming ``make train-all`` when
+    there is no run to read.
     """
     folders = run_folders(profile_dir)
     if not folders:
         raise FileNotFoundError(f"no run folders with metrics.jsonl under {profile_dir}; run `make train-all` first")
-    frames = []
-    for p in folders:
-        rows = _read_jsonl(p / "metrics.jsonl")
-        if (p / "final.json").exists():
-            rows.append(json.loads((p / "final.json").read_text()))
-        frames.append(pd.DataFrame(rows).assign(run=p.name))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat([run_metrics(p).assign(run=p.name) for p in folders], ignore_index=True)
 
 
 def load_weight_samples(profile_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-rollout and per-token gradient-weight samples saved by training.
+    """Per-rollout and per-token gradient-weight samples saved by training (:func:`run_weight_samples`).
 
-    Returns ``(rollouts, tokens)``: ``rollouts`` has columns method, seed, step, s, label,
-    w_real, w_grad; ``tokens`` has method, seed, step, s_token, a_token, w_grpo.
+    Returns ``(rollouts, tokens)``: ``rollouts`` has columns s, label, w_real, w_grad, step, method,
+    seed; ``tokens`` has s_token, a_token, w_grpo, step, method, seed.
     """
-    roll, tok = [], []
-    for folder in run_folders(profile_dir):
-        path = folder / "weight_samples.jsonl"
-        if not path.exists():
-            continue
-        for rec in _read_jsonl(path):
-            key = {"method": rec["method"], "seed": parse_run_name(folder.name)[1], "step": rec["step"]}
-            roll.append(pd.DataFrame({k: rec[k] for k in ("s", "label", "w_real", "w_grad")}).assign(**key))
-            tok.append(pd.DataFrame({k: rec[k] for k in ("s_token", "a_token", "w_grpo")}).assign(**key))
-    empty = pd.DataFrame()
-    return (pd.concat(roll, ignore_index=True) if roll else empty, pd.concat(tok, ignore_index=True) if tok else empty)
+    parts = [(folder, run_weight_samples(folder)) for folder in run_folders(profile_dir)]
+    return concat_weight_samples([(r, t, {"seed": parse_run_name(folder.name)[1]}) for folder, (r, t) in parts])
+
+
+def concat_weight_samples(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(rollouts, tokens)`` of several runs (``(rollouts, tokens, keys)`` each, from :func:`run_weight_samples`)
+    as one pair of frames, each run's rows tagged with its ``keys`` as columns."""
+    # a run with samples but no rows (no group held both labels) still gives the frames their columns
+    roll = [r.assign(**key) for r, _, key in parts if len(r.columns)]
+    tok = [t.assign(**key) for _, t, key in parts if len(t.columns)]
+    return (pd.concat(roll, ignore_index=True) if roll else pd.DataFrame(),
+            pd.concat(tok, ignore_index=True) if tok else pd.DataFrame())
 
 
 def mean_std_table(df: pd.DataFrame, value_cols: list[str], by: str = "method") -> pd.DataFrame:
@@ -99,6 +115,9 @@ def gain_over_base(evaluation: pd.DataFrame, metric: str = "pass@1") -> pd.DataF
     >>> gain_over_base(ev).round(1).to_dict("index")["real"]["gain over base (mean)"]
     20.0
     """
+    if not (evaluation.method == "base").any():
+        raise ValueError(f"no 'base' row among the evaluated models {sorted(set(evaluation.method))}; "
+                         "run `make evaluate`, which evaluates the base model first")
     base = evaluation.loc[evaluation.method == "base", metric].iloc[0]
     trained = evaluation[evaluation.method != "base"]
     gain = trained.groupby("method", sort=False)[metric].agg(["mean", "std", "min", "max"]).sub([base, 0, base, base], axis=1)
@@ -116,7 +135,7 @@ def last_evals(folder: str | Path, k: int = LAST_K_EVALS) -> tuple[list[str], np
     checkpoint cannot swing (between evaluations 10 steps apart a tiny run's pass@1 moved by up to 10
     points). Raises ``ValueError`` naming the run when it has no per-problem evaluation."""
     folder = Path(folder)
-    rows = _read_jsonl(folder / "metrics.jsonl") if (folder / "metrics.jsonl").exists() else []
+    rows = read_jsonl(folder / "metrics.jsonl") if (folder / "metrics.jsonl").exists() else []
     final = folder / "final.json"
     if final.exists():
         rows.append(json.loads(final.read_text()))
@@ -149,6 +168,35 @@ def select_learning_rates(scan: pd.DataFrame, score: str = "val_score") -> dict[
     means = scan[["method", "lr", score]].groupby(["method", "lr"])[score].mean().reset_index()
     means = means.sort_values(["method", score, "lr"], ascending=[True, False, True])
     return {m: float(g["lr"].iloc[0]) for m, g in means.groupby("method", sort=False)}
+
+
+BASE_RULE = "gain > seed spread and every seed above base"
+
+
+def base_verdicts(evaluation: pd.DataFrame, metric: str = "pass@1") -> pd.DataFrame:
+    """Whether each method is *clearly above the base model* in ``metric``: its mean gain exceeds the
+    spread over seeds (the sd; 0 with one seed) **and** every seed ends above the base. A gain inside the
+    seed spread, or one seed at or below the base, is "not clearly above": with 2-3 seeds that is what a
+    rerun can undo (README, "How much a rerun moves").
+
+    ``evaluation``: one row per model, the base's method "base" (``tables/evaluation.csv``). One row per
+    trained method (paper's order) with ``mean`` and ``base`` (``metric``, 0-1), ``gain`` and ``sd``
+    (points), ``clearly_above`` and ``verdict`` (the sentence the figure notebook prints).
+
+    >>> ev = pd.DataFrame({"method": ["base", "real", "real", "grpo", "grpo"], "pass@1": [0.2, 0.3, 0.32, 0.1, 0.5]})
+    >>> base_verdicts(ev)[["gain", "clearly_above"]].round(1).to_dict("index")
+    {'real': {'gain': 11.0, 'clearly_above': True}, 'grpo': {'gain': 10.0, 'clearly_above': False}}
+    """
+    gains = gain_over_base(evaluation, metric)  # points
+    base = evaluation.loc[evaluation.method == "base", metric].iloc[0]
+    sd = gains["std over seeds"].fillna(0.0)  # one seed: no spread to beat
+    clear = (gains["gain over base (mean)"] > sd) & (gains["worst seed gain"] > 0)
+    out = pd.DataFrame({"mean": base + gains["gain over base (mean)"] / 100, "base": base,
+                        "gain": gains["gain over base (mean)"], "sd": sd, "clearly_above": clear.astype(bool),
+                        "verdict": np.where(clear, f"clearly above the base ({BASE_RULE})",
+                                            "not clearly above the base")})
+    order = [m for m in METHODS if m in out.index]
+    return out.loc[order + [m for m in out.index if m not in order]].rename_axis("method")
 
 
 # ----------------------------------------------------------------------------- paired statistics
@@ -298,3 +346,49 @@ def paired_difference_table(per_problem: pd.DataFrame, reference: str = "grpo", 
         rows[m] = {"diff": float(np.mean([p["diff"] for p in parts])), "low": float(low), "high": float(high),
                    "seeds": len(pairs[0][2]), "verdict": verdict(low, high, m, reference)}
     return pd.DataFrame.from_dict(rows, orient="index", columns=["diff", "low", "high", "seeds", "verdict"])
+
+
+# ----------------------------------------------------------------------------- the comparison table (make figures)
+def comparison_table(evaluation: pd.DataFrame, paired: pd.DataFrame | None = None,
+                     reference: str = "grpo") -> pd.DataFrame:
+    """The final comparison that ``make figures`` writes (``tables/comparison.csv``): per model, mean ± sd
+    over seeds of pass@1, pass@k and greedy (:func:`mean_std_table`, base first), and, given ``paired``
+    (:func:`paired_difference_table` against ``reference``), each method's difference in pass@1 to
+    ``reference`` in points with its interval, and the verdict.
+
+    ``evaluation``: ``tables/evaluation.csv`` (one row per model; columns method, pass@1, pass@<k>, greedy).
+    Raises ``ValueError`` when it has no pass@k column (k > 1).
+
+    >>> ev = pd.DataFrame({"method": ["base", "real", "real", "grpo"], "pass@1": [0.2, 0.3, 0.5, 0.4],
+    ...                    "pass@8": [0.5, 0.6, 0.7, 0.6], "greedy": [0.3, 0.4, 0.5, 0.4]})
+    >>> paired = pd.DataFrame({"diff": [0.01], "low": [-0.02], "high": [0.04], "seeds": [1], "verdict": [CANNOT_TELL]},
+    ...                       index=["real"])
+    >>> comparison_table(ev, paired).loc["real"].astype(str).tolist()[:5]
+    ['0.400 ± 0.141', '0.650 ± 0.071', '0.450 ± 0.071', '2', '+1.0 [-2.0, +4.0]']
+    """
+    k_cols = [c for c in evaluation if c.startswith("pass@") and c != "pass@1"]
+    if not k_cols:
+        raise ValueError(f"evaluation has no pass@k column (k > 1) among {list(evaluation.columns)}; "
+                         "rerun `make evaluate` (test_samples must be > 1)")
+    table = mean_std_table(evaluation, ["pass@1", k_cols[0], "greedy"])
+    if paired is not None:
+        diff_col, verdict_col = f"pass@1 − {reference} (points, 95% paired CI)", f"vs {reference}"
+        table[diff_col], table[verdict_col] = "", ""
+        for m, r in paired.iterrows():
+            table.loc[m, diff_col] = f"{100 * r['diff']:+.1f} [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
+            table.loc[m, verdict_col] = r["verdict"]
+        if reference in table.index:
+            table.loc[reference, verdict_col] = "(reference)"
+    return table
+
+
+def write_comparison(table: pd.DataFrame, tables_dir: str | Path) -> list[Path]:
+    """Write :func:`comparison_table`'s ``table`` as ``comparison.csv`` and ``comparison.md`` in ``tables_dir``
+    (atomically; the Markdown keeps the numbers as printed). Returns the two paths."""
+    tables_dir = Path(tables_dir)
+    try:
+        markdown = table.to_markdown(disable_numparse=True)
+    except ImportError:  # pandas needs `tabulate` for Markdown; plain text still reads
+        markdown = table.to_string()
+    return [atomic_write_text(tables_dir / "comparison.csv", table.to_csv()),
+            atomic_write_text(tables_dir / "comparison.md", markdown)]

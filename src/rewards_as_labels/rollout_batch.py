@@ -53,12 +53,12 @@ class RolloutBatch:
         """Tokens per response including EOS, LongTensor [B]."""
         return self.response_mask.sum(dim=1)
 
-    def to(self, device) -> "RolloutBatch":
+    def to(self, device) -> RolloutBatch:
         """The same batch with every tensor on ``device``."""
         return RolloutBatch(**{f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
                                for f in fields(self)})
 
-    def select(self, rows: torch.Tensor | slice) -> "RolloutBatch":
+    def select(self, rows: torch.Tensor | slice) -> RolloutBatch:
         """Sub-batch of the given rows (keep whole groups to keep ``n`` meaningful)."""
         if isinstance(rows, slice):
             rows = torch.arange(self.batch_size)[rows]

@@ -77,10 +77,18 @@ Choices and deviations (against ``HFGenerateBackend``, whose batch layout this o
    tell a missed sync of a bfloat16 engine from a landed one when the step's updates are
    below bfloat16's resolution (2^-8 relative): both leave the engine's weights unchanged.
    This check compares the weights themselves, so it is exact in every dtype.
+11) Four vLLM log records that this setup makes harmless are dropped (:class:`KnownNoise`,
+   attached to the two vLLM loggers that emit them), so that the log shows only what needs
+   attention: at engine start a traceback "Chat template warmup failed ... Tokenizer not
+   available when `skip_tokenizer_init=True`" and "Using None for EOS token id" (3); at every
+   sync "RotaryEmbedding: Failed to load weights" and, for a tied head, "ParallelLMHead: Failed
+   to load weights" (7). Each record's reason is in :data:`KnownNoise.REASONS`; the filter
+   counts what it dropped (``KnownNoise.dropped``). Any other warning passes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -149,6 +157,54 @@ def import_vllm():
     return vllm
 
 
+class KnownNoise(logging.Filter):
+    """Drops the vLLM log records that this backend's setup makes harmless (11), counting them.
+
+    Attached to the logger that emits each record (a logger's filter drops a record before any
+    handler sees it). ``tied``: also drop the tied ``lm_head``'s reload warning, which only a model
+    with tied embeddings makes harmless. Records are matched on their exact message.
+    """
+
+    REASONS = {  # message -> why it is harmless here
+        "Chat template warmup failed":  # only this cause: ValueError "... skip_tokenizer_init=True"
+            "we tokenise prompts ourselves and send token ids (3), so vLLM never renders a chat template",
+        "Using None for EOS token id because tokenizer is not initialized":
+            "every request carries the model's EOS ids as stop_token_ids",
+        "RotaryEmbedding: Failed to load weights":
+            "its cos/sin cache is computed from the config, not loaded: checkpoints hold none, the reload restores it",
+        "ParallelLMHead: Failed to load weights":
+            "a tied head shares embed_tokens' weight, which is loaded; reprocess_tied_layers repacks the head",
+    }
+    LOGGERS = ("vllm.renderers.base", "vllm.model_executor.model_loader.reload.layerwise")
+    dropped: dict[str, int] = {}  # message -> records dropped in this process
+
+    def __init__(self, tied: bool):
+        super().__init__()
+        self.tied = tied
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message not in self.REASONS or (message.startswith("ParallelLMHead") and not self.tied):
+            return True
+        if message == "Chat template warmup failed":
+            exc = record.exc_info[1] if record.exc_info else None
+            if "skip_tokenizer_init=True" not in str(exc):
+                return True  # some other warm-up failure: let it through
+        KnownNoise.dropped[message] = KnownNoise.dropped.get(message, 0) + 1
+        return False
+
+    @classmethod
+    def install(cls, tied: bool) -> KnownNoise:
+        """Attach one filter to each of :data:`LOGGERS`, replacing one an earlier engine attached."""
+        noise = cls(tied)
+        for name in cls.LOGGERS:
+            logger = logging.getLogger(name)
+            for old in [f for f in logger.filters if isinstance(f, cls)]:
+                logger.removeFilter(old)
+            logger.addFilter(noise)
+        return noise
+
+
 def _engine_folder(model, tokenizer) -> tuple[str, tempfile.TemporaryDirectory | None]:
     """The policy's own folder if it has one, else the current weights saved to a temp folder."""
     own = Path(str(getattr(model, "name_or_path", "") or ""))
@@ -210,6 +266,7 @@ class VLLMBackend:
         settings = engine_settings(cfg, longest_prompt=max(longest, 1), context=context)
         self.max_model_len = settings["max_model_len"]
         set_num_threads = torch.set_num_threads
+        KnownNoise.install(tied=bool(getattr(model.config, "tie_word_embeddings", False)))  # (11)
         self.llm = vllm.LLM(model=folder, **settings)
         torch.set_num_threads = set_num_threads  # undo the CPU worker's no-op patch (6)
         torch.set_num_threads(cfg.num_threads)

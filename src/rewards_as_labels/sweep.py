@@ -25,9 +25,10 @@ Collapse (:func:`collapse_step`): the batch reward (fraction of the step's P x n
 correct) stays at or below ``reward_below`` (default 0.02) for ``steps`` (default 10) consecutive
 steps; the collapse step is the first of them. Why this rule: a group whose rollouts are all wrong
 gives every one of the five methods a zero gradient (one-label groups carry no signal), so once almost
-every group is all-wrong the policy has nothing to climb back with -- the state MEASURED.md saw at
-lr 1e-3 (pass@1 below 3% within 25 steps, never recovering). 2% of 256 rollouts is 5 correct ones,
-far below the warm start's ~15%, and 10 steps in a row rule out one unlucky batch. Entropy is not
+every group is all-wrong the policy has nothing to climb back with -- the state a pre-package experiment
+reached at lr 1e-3 (pass@1 below 3% within 25 steps, never recovering; docs/measurements.md), and the
+default grid's runs reach at lr 1e-3 with M >= 4 in every seed (README, "The stability map"). 2% of
+256 rollouts is 5 correct ones, far below the warm start's ~15%, and 10 steps in a row rule out one unlucky batch. Entropy is not
 used: a collapsed tiny policy can stay high-entropy (it samples wrong digits at random).
 """
 
@@ -44,8 +45,18 @@ import pandas as pd
 import yaml
 
 from .config import GRAD_CLIPS, METHODS, PACKAGE_PROFILES, USER_PROFILES, load_config
+from .io import read_jsonl
 from .methods import OFFPOLICY_KEYS
-from .results import last_evals, paired_bootstrap, paired_difference_table, select_learning_rates, verdict
+from .results import (
+    concat_weight_samples,
+    last_evals,
+    paired_bootstrap,
+    paired_difference_table,
+    run_metrics,
+    run_weight_samples,
+    select_learning_rates,
+    verdict,
+)
 
 GRID_FIELDS = ("profile", "steps", "methods", "minibatches", "prompts_per_minibatch", "learning_rates", "seeds",
                "grad_clips", "overrides", "collapse")
@@ -173,7 +184,7 @@ def summarize_run(folder: str | Path, collapse: dict | None = None) -> dict:
     """One row of the stability table from a finished run's ``metrics.jsonl`` and ``final.json``."""
     folder = Path(folder)
     cfg = json.loads((folder / "config.json").read_text())
-    metrics = pd.DataFrame([json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()])
+    metrics = pd.DataFrame(read_jsonl(folder / "metrics.jsonl"))
     final = json.loads((folder / "final.json").read_text())
     evals = metrics["eval/pass@1"].dropna().tolist() if "eval/pass@1" in metrics else []
     final_pass = final.get("eval/pass@1", math.nan)
@@ -212,18 +223,14 @@ def stability_table(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
 
 
 def load_sweep_metrics(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
-    """Every logged step of every run of ``grid`` that has started, with columns run, method,
-    minibatches, lr, grad_clip, seed beside the metrics (the final validation is one more row at ``step = steps``)."""
+    """Every logged step of every run of ``grid`` that has started (:func:`~rewards_as_labels.results.run_metrics`),
+    with columns run, method, minibatches, lr, grad_clip, seed beside the metrics (the final validation is one more
+    row at ``step = steps``)."""
     frames = []
     for name, ov in runs(grid):
         folder = sweep_dir(profile_dir) / name
-        if not (folder / "metrics.jsonl").exists():
-            continue
-        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        if (folder / "final.json").exists():
-            rows.append(json.loads((folder / "final.json").read_text()))
-        frames.append(pd.DataFrame(rows).assign(run=name, method=ov["method"], minibatches=ov["minibatches_per_step"],
-                                                lr=ov["learning_rate"], grad_clip=ov["grad_clip"], seed=ov["seed"]))
+        if (folder / "metrics.jsonl").exists():
+            frames.append(run_metrics(folder).assign(run=name, **_cell_keys(ov)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -232,21 +239,17 @@ def load_sweep_weight_samples(grid: Grid, profile_dir: str | Path, min_minibatch
     evaluation step) of the runs with at least ``min_minibatches`` mini-batches -- off-policy ones.
 
     Returns ``(rollouts, tokens)`` like :func:`~rewards_as_labels.results.load_weight_samples`, with
-    the run's method, minibatches, lr and seed on each row.
+    the run's method, minibatches, lr, grad_clip and seed on each row.
     """
-    roll, tok = [], []
-    for name, ov in runs(grid):
-        path = sweep_dir(profile_dir) / name / "weight_samples.jsonl"
-        if ov["minibatches_per_step"] < min_minibatches or not path.exists():
-            continue
-        key = {"method": ov["method"], "minibatches": ov["minibatches_per_step"], "lr": ov["learning_rate"],
-               "grad_clip": ov["grad_clip"], "seed": ov["seed"]}
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
-            roll.append(pd.DataFrame({k: rec[k] for k in ("s", "label", "w_real", "w_grad")}).assign(step=rec["step"], **key))
-            tok.append(pd.DataFrame({k: rec[k] for k in ("s_token", "a_token", "w_grpo")}).assign(step=rec["step"], **key))
-    empty = pd.DataFrame()
-    return (pd.concat(roll, ignore_index=True) if roll else empty, pd.concat(tok, ignore_index=True) if tok else empty)
+    parts = [(*run_weight_samples(sweep_dir(profile_dir) / name), _cell_keys(ov))
+             for name, ov in runs(grid) if ov["minibatches_per_step"] >= min_minibatches]
+    return concat_weight_samples(parts)
+
+
+def _cell_keys(overrides: dict) -> dict:
+    """A sweep run's grid coordinates, as the columns its rows carry."""
+    return {"method": overrides["method"], "minibatches": overrides["minibatches_per_step"],
+            "lr": overrides["learning_rate"], "grad_clip": overrides["grad_clip"], "seed": overrides["seed"]}
 
 
 def cell_summary(table: pd.DataFrame) -> pd.DataFrame:

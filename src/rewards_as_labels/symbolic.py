@@ -21,7 +21,7 @@ Conventions (as in ``objectives.py``):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import mpmath
 import numpy as np
@@ -184,7 +184,10 @@ def real_zero_temperature_loss(pos: Sequence[sp.Expr], neg: Sequence[sp.Expr]) -
     return sp.Max(0, -sp.Min(*pos)) + sp.Max(0, sp.Max(*neg))
 
 
-def grpo_abs_advantage(n_pos: sp.Expr, n: sp.Expr, positive: bool, eps: sp.Expr = sp.Rational(1, 10**6)) -> sp.Expr:
+GRPO_EPS = sp.Rational(1, 10**6)  # the eps of GRPO's advantage denominator, exactly
+
+
+def grpo_abs_advantage(n_pos: sp.Expr, n: sp.Expr, positive: bool, eps: sp.Expr = GRPO_EPS) -> sp.Expr:
     """|A| of GRPO's group advantage (r - mean r) / (std r + eps), unbiased std, for a positive or
     a negative of a group with n_pos positives out of n rollouts (0 < n_pos < n):
 

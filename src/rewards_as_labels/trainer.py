@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -40,7 +41,16 @@ from .config import Config, derive_seed
 from .data import load_split
 from .evaluation import evaluate_policy
 from .io import JsonlWriter, atomic_write_json, ensure_writable_dir, package_versions
-from .methods import OFFPOLICY_KEYS, WEIGHT_FORMULAS, MiniBatch, clip_fraction, offpolicy_stats, policy_loss, weight_samples, weight_stats
+from .methods import (
+    OFFPOLICY_KEYS,
+    WEIGHT_FORMULAS,
+    MiniBatch,
+    clip_fraction,
+    offpolicy_stats,
+    policy_loss,
+    weight_samples,
+    weight_stats,
+)
 from .modeling import format_prompt, load_policy
 from .progress import progress_bar
 from .rollout import RolloutBatch, response_logprobs
@@ -83,7 +93,7 @@ class Rollouts:
     old_logprobs: torch.Tensor  # [B, T] under the sampling policy
     ref_logprobs: torch.Tensor | None  # [B, T] under the frozen reference (KL), or None
 
-    def groups(self, g: slice) -> "Rollouts":
+    def groups(self, g: slice) -> Rollouts:
         """The rollouts of groups ``g.start .. g.stop - 1``."""
         rows = slice(g.start * self.batch.n, g.stop * self.batch.n)
         ref = self.ref_logprobs[rows] if self.ref_logprobs is not None else None
@@ -117,47 +127,112 @@ def logprobs_no_grad(model, batch, cfg: Config, with_entropy: bool = False):
     return torch.cat(parts)  # [B, T]
 
 
-# ----------------------------------------------------------------------------- one optimiser step
-def backward_in_micro_batches(model, mb: Rollouts, cfg: Config, loss_fn, *, logprobs=None, detached_logprobs=None):
-    """Accumulate the gradient of ``loss_fn(log-probs of mb)`` over micro-batches of
-    ``cfg.micro_batch_size`` rows; returns ``loss_fn``'s outputs of the whole mini-batch (loss detached).
+# ----------------------------------------------------------------------------- old log-probs
+class OldLogprobs(NamedTuple):
+    """The sampling policy's view of one step's rollouts (:func:`old_logprobs`)."""
 
-    Every way below gives the one-pass gradient (tests/test_micro_batches.py checks each in float64):
-    1) One micro-batch (``micro_batch_size = 0``): one forward with its graph, one backward;
-       ``logprobs`` is that forward when the caller made it already (the on-policy single pass).
-    2) Micro-batches of whole groups: every loss here is a sum of per-group, per-rollout or
-       per-token terms over a normaliser that the mini-batch's labels and mask fix (G groups,
-       mixed-group rollouts, B rollouts, tokens), so the gradient a row gets does not depend on
-       the other groups' log-probs. Each pass evaluates the *mini-batch's* loss with its own rows
-       from the graph and the other rows held constant (rows not yet passed hold the old log-probs
-       as stand-ins): gradient accumulation with the mini-batch's normaliser, with no extra
-       forward. The last pass sees every row's own log-probs, so its outputs are the mini-batch's.
-    3) Micro-batches that split a group: REAL couples each rollout to the rest of its group
-       (C+-, eq. 5), so dL/dlogp needs all of the mini-batch's log-probs first. They come from
-       ``detached_logprobs`` when the caller knows them (the step's first mini-batch: no update
-       yet, so they are its old log-probs) or from a forward without graph; the loss's gradient
-       with respect to them is taken once, and each micro-batch's forward is back-propagated with
-       its slice of it (chain rule).
+    logprobs: torch.Tensor  # [B, T] pi_old, detached
+    entropy: torch.Tensor  # [B, T] detached
+    first_forward: torch.Tensor | None  # [b, T] the first mini-batch's rows with their graph, or None
+
+
+def old_logprobs(model, batch: RolloutBatch, cfg: Config) -> OldLogprobs:
+    """Log-probs and entropy of the step's rollouts under the sampling policy (the current weights).
+
+    The step's first mini-batch is on-policy: pi_old is its update's own forward (s = 0 in value, TRL's
+    default too). When that mini-batch is one pass (one micro-batch), its rows' forward runs once, here,
+    and keeps its graph for the update (``first_forward``); only the later mini-batches' rows get a
+    forward without graph (row by row the same numbers: a row's log-probs do not depend on its batch).
+    Otherwise every row gets a forward without graph and ``first_forward`` is None.
+    """
+    first_rows = cfg.prompts_per_step // cfg.minibatches_per_step * cfg.rollouts_per_prompt
+    if len(micro_batches(first_rows, cfg.micro_batch_size)) > 1:
+        return OldLogprobs(*logprobs_no_grad(model, batch, cfg, with_entropy=True), first_forward=None)  # [B, T] each
+    first, rest = slice(0, first_rows), slice(first_rows, batch.batch_size)
+    fresh, entropy = response_logprobs(model, batch.select(first), cfg.temperature, with_entropy=True)  # [b, T] each
+    logprobs, entropy = fresh.detach(), entropy.detach()  # [b, T] each
+    if first_rows < batch.batch_size:  # the later mini-batches' rows
+        rest_lp, rest_entropy = logprobs_no_grad(model, batch.select(rest), cfg, with_entropy=True)  # [B - b, T] each
+        logprobs, entropy = torch.cat([logprobs, rest_lp]), torch.cat([entropy, rest_entropy])  # [B, T] each
+    return OldLogprobs(logprobs, entropy, first_forward=fresh)
+
+
+# ----------------------------------------------------------------------------- one optimiser step
+class LossTerms(NamedTuple):
+    """What one evaluation of a mini-batch's loss gives (the ``loss_fn`` of :func:`update`)."""
+
+    loss: torch.Tensor  # scalar, the method's loss plus its KL term
+    cut: torch.Tensor | None  # the clip mask of the ratio-based methods, else None
+    kl: torch.Tensor | None  # scalar KL to the reference, or None without one
+    inputs: MiniBatch  # what the loss saw
+
+
+class UpdateResult(NamedTuple):
+    """One optimiser step's statistics, and what its loss saw (for :func:`~.methods.weight_samples`)."""
+
+    stats: dict[str, float]
+    inputs: MiniBatch  # log-probs detached
+    cut: torch.Tensor | None
+
+
+def backward_in_micro_batches(model, mb: Rollouts, cfg: Config, loss_fn: Callable[[torch.Tensor], LossTerms], *,
+                              logprobs=None, detached_logprobs=None) -> LossTerms:
+    """Accumulate the gradient of ``loss_fn(log-probs of mb)`` over micro-batches of
+    ``cfg.micro_batch_size`` rows; returns ``loss_fn``'s terms of the whole mini-batch (loss detached).
+
+    Each of the three ways gives the one-pass gradient (tests/test_micro_batches.py checks each in
+    float64): one pass (:func:`_backward_one_pass`), micro-batches of whole groups
+    (:func:`_backward_whole_groups`), micro-batches that split a group (:func:`_backward_split_groups`).
+    ``logprobs``: the mini-batch's forward with graph when the caller made it already (one pass only);
+    ``detached_logprobs``: its log-probs under the current weights when the caller knows them (split groups).
     """
     chunks = micro_batches(mb.batch.batch_size, cfg.micro_batch_size)
     if len(chunks) == 1:
-        out = loss_fn(logprobs if logprobs is not None else response_logprobs(model, mb.batch, cfg.temperature))  # [b, T]
-        out[0].backward()
-    elif cfg.micro_batch_size % mb.batch.n == 0:  # whole groups
-        seen = mb.old_logprobs  # [b, T]; stand-ins until a row's own pass
-        for c in chunks:
-            live = response_logprobs(model, mb.batch.select(c), cfg.temperature)  # [c, T], graph kept
-            out = loss_fn(torch.cat([seen[: c.start], live, seen[c.stop :]]))  # [b, T] -> loss of the mini-batch
-            out[0].backward()  # reaches only this micro-batch's rows
-            seen = torch.cat([seen[: c.start], live.detach(), seen[c.stop :]])
-    else:  # split groups
-        known = detached_logprobs if detached_logprobs is not None else logprobs_no_grad(model, mb.batch, cfg)
-        leaf = known.detach().requires_grad_()  # [b, T]
-        out = loss_fn(leaf)
-        (d_logprobs,) = torch.autograd.grad(out[0], leaf)  # [b, T]
-        for c in chunks:
-            response_logprobs(model, mb.batch.select(c), cfg.temperature).backward(d_logprobs[c])
-    return (out[0].detach(), *out[1:])
+        out = _backward_one_pass(model, mb, cfg, loss_fn, logprobs)
+    elif cfg.micro_batch_size % mb.batch.n == 0:
+        out = _backward_whole_groups(model, mb, cfg, loss_fn, chunks)
+    else:
+        out = _backward_split_groups(model, mb, cfg, loss_fn, chunks, detached_logprobs)
+    return out._replace(loss=out.loss.detach())
+
+
+def _backward_one_pass(model, mb: Rollouts, cfg: Config, loss_fn, logprobs) -> LossTerms:
+    """One forward with its graph (``logprobs`` when the caller made it already), one backward."""
+    out = loss_fn(logprobs if logprobs is not None else response_logprobs(model, mb.batch, cfg.temperature))  # [b, T]
+    out.loss.backward()
+    return out
+
+
+def _backward_whole_groups(model, mb: Rollouts, cfg: Config, loss_fn, chunks: list[slice]) -> LossTerms:
+    """Micro-batches of whole groups. Every loss here is a sum of per-group, per-rollout or per-token
+    terms over a normaliser that the mini-batch's labels and mask fix (G groups, mixed-group rollouts,
+    B rollouts, tokens), so the gradient a row gets does not depend on the other groups' log-probs. Each
+    pass evaluates the *mini-batch's* loss with its own rows from the graph and the other rows held
+    constant (rows not yet passed hold the old log-probs as stand-ins): gradient accumulation with the
+    mini-batch's normaliser, with no extra forward. The last pass sees every row's own log-probs, so its
+    terms are the mini-batch's."""
+    seen = mb.old_logprobs  # [b, T]; stand-ins until a row's own pass
+    for c in chunks:
+        live = response_logprobs(model, mb.batch.select(c), cfg.temperature)  # [c, T], graph kept
+        out = loss_fn(torch.cat([seen[: c.start], live, seen[c.stop :]]))  # [b, T] -> loss of the mini-batch
+        out.loss.backward()  # reaches only this micro-batch's rows
+        seen = torch.cat([seen[: c.start], live.detach(), seen[c.stop :]])
+    return out
+
+
+def _backward_split_groups(model, mb: Rollouts, cfg: Config, loss_fn, chunks: list[slice], known=None) -> LossTerms:
+    """Micro-batches that split a group. REAL couples each rollout to the rest of its group (C+-, eq. 5),
+    so dL/dlogp needs all of the mini-batch's log-probs first. They come from ``known`` when the caller
+    has them (the step's first mini-batch: no update yet, so they are its old log-probs) or from a
+    forward without graph; the loss's gradient with respect to them is taken once, and each
+    micro-batch's forward is back-propagated with its slice of it (chain rule)."""
+    known = known if known is not None else logprobs_no_grad(model, mb.batch, cfg)  # [b, T]
+    leaf = known.detach().requires_grad_()  # [b, T]
+    out = loss_fn(leaf)
+    (d_logprobs,) = torch.autograd.grad(out.loss, leaf)  # [b, T]
+    for c in chunks:
+        response_logprobs(model, mb.batch.select(c), cfg.temperature).backward(d_logprobs[c])
+    return out
 
 
 def _stop_if_diverged(value: torch.Tensor, what: str, step: int, cfg: Config) -> None:
@@ -211,33 +286,34 @@ class GradClip:
 
 
 def update(model, optimizer, scheduler, mb: Rollouts, cfg: Config, step: int, *, first: bool = False, logprobs=None,
-           clip: GradClip | None = None):
-    """One optimiser step on mini-batch ``mb``; returns ``(stats, (inputs, cut))``: its statistics,
-    and what its loss saw (log-probs detached; the clip mask) for :func:`~.methods.weight_samples`.
+           clip: GradClip | None = None) -> UpdateResult:
+    """One optimiser step on mini-batch ``mb``; returns its statistics and what its loss saw (log-probs
+    detached; the clip mask) for :func:`~.methods.weight_samples`.
 
     ``first``: the step's first mini-batch, whose log-probs under the current weights are its old
     log-probs. ``logprobs``: its on-policy forward pass already made (graph kept), or None.
     ``clip``: the run's :class:`GradClip` (None: a fresh one of ``cfg``).
     """
 
-    def loss_fn(lp):  # [b, T] -> loss, cut, kl, loss inputs
+    def loss_fn(lp) -> LossTerms:  # [b, T] -> the mini-batch's loss terms
         inputs = MiniBatch(lp, mb.old_logprobs, mb.batch.response_mask, mb.rewards, mb.advantages)
         loss, cut = policy_loss(cfg, inputs)
         kl = O.kl_penalty(lp, mb.ref_logprobs, inputs.mask) if mb.ref_logprobs is not None else None
         if kl is not None:
             loss = loss + cfg.resolved_kl_coef * kl
         _stop_if_diverged(loss.detach(), "loss", step, cfg)
-        return loss, cut, kl, inputs
+        return LossTerms(loss, cut, kl, inputs)
 
     optimizer.zero_grad(set_to_none=True)
-    loss, cut, kl, inputs = backward_in_micro_batches(
+    terms = backward_in_micro_batches(
         model, mb, cfg, loss_fn, logprobs=logprobs, detached_logprobs=mb.old_logprobs if first else None
     )
+    loss, cut, kl = terms.loss, terms.cut, terms.kl
     grad_norm, threshold = (clip or GradClip(cfg))(model.parameters())
     _stop_if_diverged(grad_norm, "gradient norm", step, cfg)
     optimizer.step()
     scheduler.step()
-    inputs = replace(inputs, logprobs=inputs.logprobs.detach())
+    inputs = replace(terms.inputs, logprobs=terms.inputs.logprobs.detach())
     stats = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), "train/grad_norm_max": grad_norm.item(),
              "train/clip_bound_frac": float(grad_norm.item() > threshold)}
     if math.isfinite(threshold):
@@ -248,7 +324,7 @@ def update(model, optimizer, scheduler, mb: Rollouts, cfg: Config, step: int, *,
         stats["train/clip_fraction"] = clip_fraction(cut, inputs.mask)
     if not first:  # off-policy (s != 0): the mechanism the paper is about; on the first mini-batch it is trivial
         stats.update(offpolicy_stats(cfg, inputs, cut))
-    return {**stats, **weight_stats(cfg, inputs, cut)}, (inputs, cut)
+    return UpdateResult({**stats, **weight_stats(cfg, inputs, cut)}, inputs, cut)
 
 
 def _mean(values: list[float]) -> float:
@@ -315,12 +391,6 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     weight_log = JsonlWriter(run_dir / "weight_samples.jsonl", start_step)
 
     P, n = cfg.prompts_per_step, cfg.rollouts_per_prompt
-    # the step's first mini-batch is on-policy: pi_old is its update's own forward (s = 0 in value, TRL's
-    # default too). When that mini-batch is one pass (one micro-batch), its forward runs once, in the
-    # old_logprobs phase, and keeps its graph for the update; only the later mini-batches' rows get a
-    # forward without graph (row by row the same numbers: a row's log-probs do not depend on its batch)
-    first_rows = P // cfg.minibatches_per_step * n
-    reuse_first = len(micro_batches(first_rows, cfg.micro_batch_size)) == 1
     bar = progress_bar(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
                desc=f"{cfg.method} s{cfg.seed}", disable=not progress, dynamic_ncols=True)
     for step in bar:
@@ -343,28 +413,21 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
             rewards = rewards.view(P, n)  # [P, n]
             advantages = O.group_advantages(rewards).flatten()  # [P*n]
         with _timed(times, "old_logprobs"):
-            fresh = None  # the first mini-batch's forward with grad, which its update reuses
-            if reuse_first:
-                fresh, entropy = response_logprobs(model, batch.select(slice(0, first_rows)), cfg.temperature, with_entropy=True)  # [b, T] each
-                old_lp, entropy = fresh.detach(), entropy.detach()  # [b, T] each
-                if first_rows < P * n:  # the later mini-batches' rows
-                    rest_lp, rest_entropy = logprobs_no_grad(model, batch.select(slice(first_rows, P * n)), cfg, with_entropy=True)
-                    old_lp, entropy = torch.cat([old_lp, rest_lp]), torch.cat([entropy, rest_entropy])  # [B, T] each
-            else:
-                old_lp, entropy = logprobs_no_grad(model, batch, cfg, with_entropy=True)  # [B, T] each
+            old = old_logprobs(model, batch, cfg)
             ref_lp = logprobs_no_grad(ref_model, batch, cfg) if ref_model is not None else None  # [B, T]
 
-        row.update(_batch_metrics(rewards.bool(), batch.response_mask, entropy, batch, counts))
+        row.update(_batch_metrics(rewards.bool(), batch.response_mask, old.entropy, batch, counts))
         if batch.sampling_logprobs is not None:  # sampler vs trainer: a missed weight sync shows here
-            row["rollout/logprob_max_abs_diff"] = (batch.sampling_logprobs - old_lp).abs().max().item()  # both 0 off-mask
+            gap = (batch.sampling_logprobs - old.logprobs).abs().max().item()  # both 0 off-mask
+            row["rollout/logprob_max_abs_diff"] = gap
 
-        rollouts = Rollouts(batch, rewards, advantages, old_lp, ref_lp)
+        rollouts = Rollouts(batch, rewards, advantages, old.logprobs, ref_lp)
         stats = []
         with _timed(times, "update"):
             for m, mb in enumerate(minibatches(rollouts, cfg)):
-                mb_stats, seen = update(model, optimizer, scheduler, mb, cfg, step, first=m == 0, logprobs=fresh if m == 0 else None,
-                                         clip=clip)
-                stats.append(mb_stats)
+                last = update(model, optimizer, scheduler, mb, cfg, step, first=m == 0,
+                              logprobs=old.first_forward if m == 0 else None, clip=clip)
+                stats.append(last.stats)
         with _timed(times, "sync"):
             backend.sync_weights(model)  # a no-op for HF; vLLM reloads the weights in place
         if hasattr(backend, "last_sync_max_abs_diff"):  # vLLM: the synced weights read back (0 = landed)
@@ -375,7 +438,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         row["time/generate_tokens_per_s"] = float(batch.response_mask.sum()) / max(times["generate"], 1e-9)
         metrics.write(row)
         if eval_now:  # the last (most off-policy) mini-batch of the step; its samples are built only here
-            weight_log.write({"step": step, "method": cfg.method, **weight_samples(cfg, *seen)})
+            weight_log.write({"step": step, "method": cfg.method, **weight_samples(cfg, last.inputs, last.cut)})
         bar.set_postfix(reward=f"{row['reward/mean']:.3f}", **({"val": f"{row['eval/pass@1']:.3f}"} if "eval/pass@1" in row else {}))
 
         done = step + 1

@@ -24,9 +24,9 @@ import os
 import queue
 import re
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable
 
 Judge = Callable[[str, str, int], str]  # (gold, answer, timeout seconds) -> outcome
 
@@ -119,7 +119,7 @@ class MathVerifyPool:
                 idle_rounds += 1
                 if idle_rounds >= 10:
                     self.kill()
-                    raise RuntimeError(f"the math-verify pool made no progress in {10 * hard_timeout:.0f} s")
+                    raise RuntimeError(f"the math-verify pool made no progress in {10 * hard_timeout:.0f} s") from None
                 continue
             idle_rounds = 0
             try:

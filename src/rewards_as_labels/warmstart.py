@@ -6,7 +6,7 @@ answer, so every group would be all-wrong and carry no signal. We therefore fit 
 Qwen2 on the ``sft`` split just long enough that held-out pass@1 is low but pass@8 is
 clearly higher: right answers are in the sampling distribution, RL has room to promote them.
 
-Recipe (measured on the tiny profile, see ``shared/MEASURED.md``):
+Recipe (measured on the tiny profile before the package existed, see ``docs/measurements.md``):
     AdamW, lr ``warmstart_lr`` (2e-3) with ``warmstart_warmup`` (100) linear warm-up steps,
     then constant; betas (0.9, 0.98); weight decay ``warmstart_weight_decay`` (0.01) on all
     parameters; gradient norm clipped at 1.0; ``warmstart_batch_size`` (128) problems per
@@ -16,8 +16,8 @@ Recipe (measured on the tiny profile, see ``shared/MEASURED.md``):
 Measured here (tiny profile, 1 thread, ``write_splits`` then ``warmstart``): validation
 pass@1 0.279, pass@8 0.615, greedy 0.340 after 500 steps; 52 s of training on a quiet
 2-core machine (105 s under load), 1-3 s of evaluation; a rerun is bit-identical. That
-pass@1 is above the throw-away experiment's 16% (pass@8 59%) at step 500; we have not
-isolated why (it drew fresh problems each step, we walk a fixed split whose level mix
+pass@1 is above the throw-away experiment's 16% (pass@8 59%; docs/measurements.md) at step
+500; we have not isolated why (it drew fresh problems each step, we walk a fixed split whose level mix
 differs, see ``arithmetic.py``). It is still well inside the useful 10-60% window.
 
 Choices and deviations:

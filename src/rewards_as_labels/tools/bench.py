@@ -13,13 +13,13 @@ rewards_as_labels.tools.bench --help`` lists the settings (tiny model; SmolLM2-1
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..config import METHODS, Config
+from ..io import read_jsonl
 
 PHASES = ("generate", "verify", "old_logprobs", "update")
 
@@ -36,7 +36,7 @@ def bench(cfg: Config, steps: int = 6, rounds: int = 2) -> dict[str, dict[str, f
                     eval_every=0, checkpoint_every=10**9,
                 )
                 out = train(run_cfg, progress=False)
-                lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+                lines = read_jsonl(out / "metrics.jsonl")
                 rows[method].extend(lines[1:])  # drop the warm-up step
     result = {}
     for method, lines in rows.items():

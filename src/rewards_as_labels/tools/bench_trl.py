@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import read_jsonl
+
 OUR_PHASES = ("generate", "verify", "old_logprobs", "update")
 
 
@@ -118,7 +120,7 @@ def run_ours(args, folder: Path, out: Path, t0: float) -> dict:
     cfg = _bench_config(args, folder)
     cfg.out = str(out)
     run_dir = trainer_mod.train(cfg, progress=False)
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_jsonl(run_dir / "metrics.jsonl")
     return {
         "step_s": np.diff(ends).tolist(),
         "cpu_s": np.diff(cpu).tolist(),

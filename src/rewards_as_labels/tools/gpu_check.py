@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..io import read_jsonl
+
 REPORT_KEYS = ("rollout/logprob_max_abs_diff", "rollout/sync_max_abs_diff")
 
 
@@ -91,7 +93,7 @@ def run_check(device: str, steps: int, out: Path, warmstart_steps: int) -> dict:
     t0 = time.perf_counter()
     run_dir = train(cfg, resume=True, progress=False)
     report["train_seconds"] = round(time.perf_counter() - t0, 1)
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_jsonl(run_dir / "metrics.jsonl")
     final = json.loads((run_dir / "final.json").read_text())
     report["steps"] = len(rows)
     for key in REPORT_KEYS:

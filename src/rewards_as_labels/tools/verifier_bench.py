@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..verifier import Verifier, _judge_pair, read_gold
 from ..verifier_pool import MathVerifyPool
-
 
 SCI = "8.224 \\times 10^{-19}"
 # The probe battery: responses as a policy probing the verifier writes them, each with the verdict
@@ -64,7 +63,7 @@ def probe_bench(repeats: int = 2) -> dict:
     """
     Verifier(workers=1).judge("\\frac{1}{2}", "0.5")  # warm up: math-verify's first parse loads its grammar
     seconds: dict[str, float] = {}
-    for form, gold, response, boxed, expected in PROBES:
+    for form, gold, response, boxed, _expected in PROBES:
         best = float("inf")
         for _ in range(repeats):
             read_gold.cache_clear()
