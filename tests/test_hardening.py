@@ -33,8 +33,8 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
-
 from conftest import make_env, standin_venv
+
 from rewards_as_labels import io as io_mod
 from rewards_as_labels import trainer as trainer_mod
 from rewards_as_labels.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
@@ -278,7 +278,7 @@ def test_nonfinite_stops_and_keeps_last_checkpoint(smoke_base, monkeypatch, quan
     message = str(err.value)
     assert f"non-finite {quantity} at step {bad_step} (method real)" in message and "ckpt_000002" in message
     assert latest_checkpoint(run) == run / "ckpt_000002"
-    assert json.loads((run / "ckpt_000002/state.json").read_text()) == {"next_step": 2}
+    assert json.loads((run / "ckpt_000002/state.json").read_text())["next_step"] == 2
     model, _ = load_policy(cfg, path=run / "ckpt_000002/model")
     assert all(torch.isfinite(p).all() for p in model.parameters())
     for log in ("metrics.jsonl", "weight_samples.jsonl"):

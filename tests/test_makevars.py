@@ -11,10 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, make_env, standin_venv
-from rewards_as_labels.config import METHODS, load_config, parse_overrides, parse_run_name
+
 from rewards_as_labels import sweep as S
+from rewards_as_labels.config import METHODS, load_config, parse_overrides, parse_run_name
 from rewards_as_labels.makevars import main, makevars, render
 from rewards_as_labels.sweep import load_grid, runs
 
@@ -76,7 +76,7 @@ def test_a_sweep_runs_on_its_grids_profile_with_each_runs_overrides():
     want = runs(load_grid("smoke"))
     targets = _own(mv, "SWEEP_RUNS")
     assert list(targets) == [f"runs/smoke/sweep/{name}/final.json" for name, _ in want]
-    for (name, overrides), own in zip(want, targets.values()):
+    for (_name, overrides), own in zip(want, targets.values()):
         assert parse_overrides(shlex.split(own["SWEEP_OVERRIDES"])) == {k: str(x) for k, x in overrides.items()}
     assert "src/rewards_as_labels/configs/sweeps/smoke.yaml" in mv.prerequisites
     with pytest.raises(ValueError, match=r"sweep grid 'smoke' runs on its profile 'smoke', not PROFILE=tiny"):

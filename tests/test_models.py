@@ -6,8 +6,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import NO_ENGINE_HERE, cuda_build_without_gpu
+
 from rewards_as_labels import modeling as M
 from rewards_as_labels.config import load_config
 from rewards_as_labels.data import Problem

@@ -25,7 +25,8 @@ from rewards_as_labels.config import PACKAGE_PROFILES
 from rewards_as_labels.tools.notebook import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["01_derivations", "02_autograd_verification", "03_train", "04_evaluate", "05_figures", "06_stability"]
+ORDER = ["01_derivations", "02_autograd_verification", "03_train", "04_evaluate", "05_figures", "06_stability",
+         "08_protocols"]
 
 
 def test_the_documented_order_covers_every_notebook():
@@ -47,12 +48,17 @@ def test_each_notebook_runs_from_its_defaults(tmp_path, monkeypatch):
 
     grid = yaml.safe_load((PACKAGE_PROFILES / "sweeps" / "smoke.yaml").read_text())
     (tmp_path / "configs/sweeps").mkdir()
-    (tmp_path / "configs/sweeps/default.yaml").write_text(yaml.safe_dump({**grid, "profile": "tiny"}))
+    for default_grid in ("default", "tiny-clip"):  # notebooks 06 and 08 (whose default study is tiny-clip)
+        (tmp_path / f"configs/sweeps/{default_grid}.yaml").write_text(yaml.safe_dump({**grid, "profile": "tiny"}))
     for name in ORDER:
         if name == "06_stability":  # make sweep: the grid's runs, each an ordinary training run
             for run, overrides in runs(load_grid("default")):
                 args = [f"{k}={v}" for k, v in overrides.items()]
                 assert cli(["train", "--no-progress", *args, f"out=runs/tiny/sweep/{run}"]) in (0, None)
+        if name == "08_protocols":  # make study: the same runs (shared), each also evaluated on test
+            for run, overrides in runs(load_grid("tiny-clip")):
+                args = [f"{k}={v}" for k, v in overrides.items()]
+                assert cli(["test", *args, f"out=runs/tiny/sweep/{run}"]) in (0, None)
         out = run_notebook(ROOT / "notebooks" / f"{name}.ipynb", tmp_path / "executed" / f"{name}.ipynb", progress=False)
         nb = nbformat.read(out, as_version=4)
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
@@ -63,3 +69,4 @@ def test_each_notebook_runs_from_its_defaults(tmp_path, monkeypatch):
     assert (tmp_path / "runs/tiny/real-s0/final.json").is_file()
     assert (tmp_path / "runs/tiny/tables/comparison.csv").is_file()
     assert (tmp_path / "runs/tiny/tables/stability.csv").is_file()
+    assert (tmp_path / "runs/tiny/tables/protocols-tiny-clip.csv").is_file()

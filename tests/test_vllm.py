@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import NO_ENGINE_HERE, cuda_build_without_gpu
+
 from rewards_as_labels.config import Config, load_config
 from rewards_as_labels.modeling import build_tiny_model, build_tokenizer
 from rewards_as_labels.rollout import HFGenerateBackend, response_logprobs
