@@ -95,7 +95,7 @@ $(MAKEVARS): $(if $(wildcard $(PY)),,| $(STAMP))
 MAKEFLAGS += -j$(or $(JOBS),1)
 stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
 
-.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean report lab sweep study FORCE
+.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean report lab sweep study publish compare FORCE
 
 help:
 	@echo "make reproduce            everything: derive, verify, data, warmstart, train all, evaluate, figures"
@@ -104,6 +104,7 @@ help:
 	@echo "make data | warmstart     task splits; supervised warm start of the base policy"
 	@echo "make train METHOD=real SEED=0   one RL run (resumes if interrupted)"
 	@echo "make evaluate | figures   notebook 04 (test-split pass@k) / 05 (figures from saved metrics)"
+	@echo "make publish | compare    copy the tables to results/<profile> (committed) | your run against them"
 	@echo "make report               static HTML of the executed notebooks, tables, figures: runs/<profile>/report/index.html"
 	@echo "make lab                  JupyterLab on notebooks/ with the package's kernel (step through by hand)"
 	@echo "make bench                time of each training phase per method"
@@ -261,6 +262,18 @@ bench-backends: $(WARM) | $(STAMP) $(VLLM_STAMP)
 
 clean:
 	rm -rf $(RUN)
+
+# ----------------------------------------------------------------------------- reference results
+# make publish: the profile's summary tables (comparison, evaluation, per-problem counts, stability,
+# protocols, mechanism: what the run folder has) to results/<profile>/ with provenance.json (commit,
+# machine, versions), to be committed; the README quotes them. make compare: your run's test pass@1
+# against that committed reference, per method, paired by seed and problem (evaluates first if needed).
+REF := results/$(notdir $(RUN))
+publish: | $(STAMP)
+	$(PY) -m rewards_as_labels.reference publish --run $(RUN) --out $(REF) --command "make reproduce PROFILE=$(PROFILE)"
+
+compare: $(RUN)/tables/evaluation.csv | $(STAMP)
+	$(PY) -m rewards_as_labels.reference compare --run $(RUN) --ref $(REF)
 
 # ----------------------------------------------------------------------------- reading along: report
 # the executed notebooks, tables and figures of $(RUN) as static HTML: open $(RUN)/report/index.html.

@@ -1,0 +1,177 @@
+"""Reference results kept in the repository, and how a fresh run differs from them.
+
+``make publish`` copies a profile's small summary tables (the ones below, as far as the run folder
+has them) from ``runs/<profile>/tables/`` to ``results/<profile>/`` and writes ``provenance.json``
+beside them: the commit (and whether the tree had uncommitted changes), the machine, the package
+versions and the command. Those files are committed; every number the README quotes comes from them,
+and the README's tables are copied from them between markers (``<!-- results/tiny/comparison.md -->``
+... ``<!-- end results -->``) by ``python -m rewards_as_labels.reference readme --write``; a test
+checks that the copies match.
+
+``make compare`` answers "does my rerun agree with the reference?": per method, the fresh run's test
+pass@1 minus the reference's, paired by seed and test problem, with the hierarchical interval of
+:func:`~rewards_as_labels.results.paired_bootstrap`. On one machine a rerun repeats the reference bit
+for bit; across machines floating-point kernels differ and a long trajectory amplifies it, so an
+interval that excludes 0 says the rerun moved, not that either is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .io import atomic_write_json, atomic_write_text, package_versions
+from .results import paired_bootstrap, verdict
+
+RESULTS = Path("results")
+# the tables a profile's runs write that are small enough to keep (globs, under runs/<profile>/tables/)
+TABLES = ("comparison.csv", "comparison.md", "evaluation.csv", "per_problem.csv", "benchmarks_pass@1.csv",
+          "stability.csv", "mechanism.csv", "protocols-*.csv", "protocols-*.md")
+MARKER = re.compile(r"<!-- (results/[^ ]+) -->\n(.*?)<!-- end results -->", re.S)
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def provenance(command: str = "") -> dict:
+    """Where results come from: commit (and uncommitted changes), machine, package versions, command, date."""
+    return {
+        "commit": _git("rev-parse", "HEAD") or "unknown (not a git checkout)",
+        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "machine": {"system": platform.system(), "machine": platform.machine(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "python": platform.python_version()},
+        "versions": package_versions(),
+        "command": command,
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def publish(run_dir: str | Path, out_dir: str | Path, command: str = "") -> list[Path]:
+    """Copy the summary tables of ``run_dir/tables`` to ``out_dir`` (each atomically) with ``provenance.json``.
+
+    Raises ``FileNotFoundError`` naming ``make reproduce`` when the run folder has no table to publish.
+    A table that ``out_dir`` holds but the run did not write is left as it is (a sweep published earlier).
+    """
+    tables = Path(run_dir) / "tables"
+    found = sorted({p for pattern in TABLES for p in tables.glob(pattern)})
+    if not found:
+        raise FileNotFoundError(f"{tables} holds none of {', '.join(TABLES)}; run `make reproduce` (or make sweep/study) first")
+    out_dir = Path(out_dir)
+    written = [atomic_write_text(out_dir / p.name, p.read_text()) for p in found]
+    record = {**provenance(command), "run": str(run_dir), "tables": [p.name for p in found]}
+    written.append(atomic_write_json(out_dir / "provenance.json", record))
+    return written
+
+
+def compare(run_dir: str | Path, ref_dir: str | Path, **bootstrap) -> pd.DataFrame:
+    """Per method (base included): the fresh run's test pass@1, the reference's, and their difference
+    with its paired hierarchical interval (seeds the two share, then problems) and verdict.
+    Raises ``FileNotFoundError`` naming the missing ``per_problem.csv``."""
+    frames = {}
+    for name, folder in (("fresh", Path(run_dir) / "tables"), ("reference", Path(ref_dir))):
+        path = folder / "per_problem.csv"
+        if not path.exists():
+            fix = "make evaluate" if name == "fresh" else "make publish on the machine that made the reference"
+            raise FileNotFoundError(f"{path} is missing ({name} results); run `{fix}` first")
+        df = pd.read_csv(path, dtype={"seed": str, "benchmark": str, "problem_id": str})
+        frames[name] = df.assign(value=df["correct"] / df["samples"])
+    rows = []
+    for method in dict.fromkeys(frames["reference"]["method"]):
+        pivots = [f[f.method == method].pivot_table(index="seed", columns=["benchmark", "problem_id"], values="value")
+                  for f in (frames["fresh"], frames["reference"])]
+        seeds = sorted(set(pivots[0].index) & set(pivots[1].index), key=lambda s: (len(s), s))
+        problems = pivots[1].columns.intersection(pivots[0].columns)
+        if not seeds or len(problems) == 0:
+            rows.append({"method": method, "seeds": 0, "verdict": "not in the fresh run"})
+            continue
+        a, b = (p.loc[seeds, problems].to_numpy() for p in pivots)  # [seeds, problems] each
+        ci = paired_bootstrap(a, b, **bootstrap)
+        same = "the same (bit for bit)" if (a == b).all() else verdict(ci["low"], ci["high"], "fresh", "reference")
+        rows.append({"method": method, "seeds": len(seeds), "fresh pass@1": a.mean(), "reference pass@1": b.mean(),
+                     "diff": ci["diff"], "low": ci["low"], "high": ci["high"], "verdict": same})
+    return pd.DataFrame(rows)
+
+
+def readme_blocks(text: str) -> list[tuple[str, str]]:
+    """``(results file, the text between its markers)`` for every marked block of the README."""
+    return [(m.group(1), m.group(2)) for m in MARKER.finditer(text)]
+
+
+def sync_readme(readme: str | Path = "README.md", root: str | Path = ".", write: bool = False) -> list[str]:
+    """The README's marked blocks whose text differs from their results file (``write``: replace them).
+
+    >>> import tempfile; tmp = tempfile.TemporaryDirectory(); d = Path(tmp.name); (d / "results").mkdir()
+    >>> _ = (d / "results/t.md").write_text("| a |\\n")
+    >>> _ = (d / "README.md").write_text("x\\n<!-- results/t.md -->\\nold\\n<!-- end results -->\\n")
+    >>> sync_readme(d / "README.md", d), sync_readme(d / "README.md", d, write=True), sync_readme(d / "README.md", d)
+    (['results/t.md'], ['results/t.md'], [])
+    >>> tmp.cleanup()
+    """
+    readme, root = Path(readme), Path(root)
+    text = readme.read_text()
+    stale = []
+
+    def fill(match: re.Match) -> str:
+        path = root / match.group(1)
+        if not path.exists():
+            raise FileNotFoundError(f"{readme} quotes {match.group(1)}, which does not exist; run make publish or drop the block")
+        body = path.read_text().rstrip("\n") + "\n"
+        if body != match.group(2):
+            stale.append(match.group(1))
+        return f"<!-- {match.group(1)} -->\n{body}<!-- end results -->"
+
+    new = MARKER.sub(fill, text)
+    if write and stale:
+        atomic_write_text(readme, new)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rewards_as_labels.reference", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("publish", help="copy runs/<profile>/tables to results/<profile> with provenance.json")
+    p.add_argument("--run", required=True, help="the run folder, e.g. runs/tiny")
+    p.add_argument("--out", required=True, help="the results folder, e.g. results/tiny")
+    p.add_argument("--command", default="", help="the command that made the run, recorded in provenance.json")
+    c = sub.add_parser("compare", help="a fresh run's test pass@1 against the committed reference, per method")
+    c.add_argument("--run", required=True)
+    c.add_argument("--ref", required=True)
+    r = sub.add_parser("readme", help="check (or --write) the README's tables against results/")
+    r.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "publish":
+            for path in publish(args.run, args.out, args.command):
+                print("wrote", path)
+        elif args.command == "compare":
+            table = compare(args.run, args.ref)
+            for col in ("fresh pass@1", "reference pass@1"):
+                table[col] = table[col].map("{:.3f}".format)
+            table["fresh - reference (points, 95% CI)"] = [f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" for d, lo, hi
+                                                             in zip(table["diff"], table["low"], table["high"])]
+            print(f"{args.run} against the reference {args.ref} (test pass@1, paired by seed and problem):")
+            print(table.drop(columns=["diff", "low", "high"]).to_string(index=False))
+        else:
+            stale = sync_readme(write=args.write)
+            print(("rewrote: " if args.write else "differ from results/: ") + ", ".join(stale) if stale else "README tables match results/")
+            return 1 if stale and not args.write else 0
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
