@@ -14,7 +14,7 @@ import pytest
 
 from rewards_as_labels.arithmetic import column_solution, generate_splits, generator_params, target_text
 from rewards_as_labels.config import load_config
-from rewards_as_labels.modeling import build_tokenizer
+from rewards_as_labels.modeling import build_tiny_model, build_tokenizer
 from rewards_as_labels.verifier import score_completions
 from rewards_as_labels.warmstart import IGNORE, encode_supervised
 
@@ -64,8 +64,11 @@ def test_long_targets_are_long_and_use_the_tiny_vocabulary(tmp_path):
             assert tok.unk_token_id not in ids and tok.decode(ids) == text
             lengths.append(len(ids) + 1)  # + EOS
     assert statistics.mean(lengths) >= 40
-    # the longest response (and its EOS) fits the budget: no correct solution is ever truncated
+    # the longest response (and its EOS) fits the budget: no correct solution is ever truncated;
+    # and the longest prompt plus that budget fits the tiny model's positions
     assert max(lengths) <= cfg.max_new_tokens
+    longest_prompt = max(len(p.prompt) for problems in splits.values() for p in problems)
+    assert longest_prompt + cfg.max_new_tokens <= build_tiny_model(cfg, tok).config.max_position_embeddings
     assert {len(p.question.split("+")[0]) for p in splits["test"]} == {4, 5}
 
 
@@ -118,7 +121,7 @@ def test_warm_start_labels_cover_the_whole_solution(tmp_path):
 def test_long_profile_trains_two_steps_through_the_cli(tmp_path):
     """data, warm start and 2 RL steps of the long profile (small sizes), as `make` runs them."""
     small = [f"{k}={v}" for k, v in SMALL.items()] + [
-        f"data_dir={tmp_path / 'data'}", "warmstart_steps=60", "warmstart_batch_size=32", "warmstart_warmup=10",
+        f"data_dir={tmp_path / 'data'}", "warmstart_steps=100", "warmstart_batch_size=32", "warmstart_warmup=10",
         "prompts_per_step=4", "rollouts_per_prompt=4", "minibatches_per_step=4", "total_steps=2",
         "eval_every=1", "eval_prompts=4", "eval_samples=2", "checkpoint_every=2",
     ]
