@@ -30,6 +30,30 @@ Choices and deviations:
    means the data set is complete (``problems.py``). :func:`read_split` refuses data whose
    manifest disagrees with the config (stale data) instead of silently training on it.
 
+Worked solutions (``solution_format: columns``, the ``long`` profile):
+The paper's mechanism acts on tokens *inside* long responses, which a 4-token answer does not
+have. With ``columns`` the policy writes the column addition before the answer, one step per
+column, least significant first, each with its carry, then `` =`` and the sum
+(:func:`column_solution`): ``47+385=`` -> ``7+5+0=12 4+8+1=13 0+3+1=4 =432``. It uses only
+the tiny tokenizer's characters, so the model and vocabulary are those of the tiny profile.
+6) Final answer = what the verifier extracts, the *final number* of the response: here the
+   digits after the last ``=``. Only it is rewarded (the same ``verifier.score_completions``
+   as the plain task); the steps are not scored, they matter only through the answer the
+   policy derives from them, so a right answer after a wrong step is paid and a wrong one
+   after right steps is not. A response that stops before ``=<answer>`` is judged on its
+   last column sum (at most 19), never a gold of 4+ digits. No EOS within
+   ``max_new_tokens`` scores 0 (``truncated``), as for every task.
+7) Why column addition with the carry written in every column (``+0`` too): one fixed
+   shape per column keeps the response length set by the operand length alone (4-5 digit
+   operands: 38-53 tokens with EOS, mean 47), and each column's answer depends on the
+   previous column's carry, so an early error propagates to the final answer. Multiplication
+   with partial products was the alternative; it needs longer responses for the same number
+   of steps and a larger model, so we did not pursue it.
+8) The data files are those of the plain task (``answer`` is the final answer);
+   ``solution_format`` only changes what the warm start teaches (:func:`target_text`) and is
+   recorded in the manifest when it is not ``answer``. Use a ``data_dir`` of its own
+   (``long`` has ``data/long``) so that the two profiles' data do not overwrite each other.
+
 This is one source of ``data.py``, the entry point that also reads the hub's data sets and
 your own files; call :func:`rewards_as_labels.data.load_split` rather than this module.
 """
@@ -37,6 +61,7 @@ your own files; call :func:`rewards_as_labels.data.load_split` rather than this 
 from __future__ import annotations
 
 import random
+from itertools import zip_longest
 from pathlib import Path
 
 from .io import atomic_write_json
@@ -47,6 +72,8 @@ SPLITS = ("sft", "train", "validation", "test")
 CLAIM_ORDER = ("test", "validation", "train", "sft")
 OPERATORS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 COMMUTATIVE = frozenset("+*")
+# what the policy writes after the prompt (``solution_format``): the bare answer, or the worked column addition
+SOLUTION_FORMATS = ("answer", "columns")
 # Bump when the generator changes so that old data on disk is reported as stale.
 GENERATOR_VERSION = 1
 
@@ -66,11 +93,23 @@ def _digits(cfg) -> list[int]:
     return digits
 
 
+def _solution_format(cfg) -> str:
+    fmt = getattr(cfg, "solution_format", "answer")
+    if fmt not in SOLUTION_FORMATS:
+        raise ValueError(f"solution_format={fmt!r}: use one of {', '.join(SOLUTION_FORMATS)}")
+    if fmt == "columns" and _operators(cfg) != "+":
+        raise ValueError(
+            f"solution_format='columns' writes column addition, so operations must be '+', got {cfg.operations!r}; "
+            "set operations: '+' or solution_format: answer"
+        )
+    return fmt
+
+
 def generator_params(cfg) -> dict:
     """Everything the generated data depends on; ``load_split`` compares it to the manifest."""
     if cfg.task != "arithmetic":
         raise ValueError(f"unknown task {cfg.task!r}; the embedded task is 'arithmetic'")
-    return {
+    params = {
         "task": cfg.task,
         "generator_version": GENERATOR_VERSION,
         "data_seed": int(cfg.data_seed),
@@ -78,6 +117,10 @@ def generator_params(cfg) -> dict:
         "operations": _operators(cfg),
         "sizes": {split: int(getattr(cfg, f"n_{split}")) for split in SPLITS},
     }
+    fmt = _solution_format(cfg)
+    if fmt != "answer":  # recorded only when set, so manifests written before the option stay current
+        params["solution_format"] = fmt
+    return params
 
 
 def _draw(rng: random.Random, ops: str, digits: list[int]) -> tuple[str, int, int, int]:
@@ -143,6 +186,38 @@ def generate_splits(cfg) -> dict[str, list[Problem]]:
         for s2 in SPLITS[i + 1 :]:
             assert not questions[s1] & questions[s2], f"splits {s1} and {s2} share questions"
     return {split: splits[split] for split in SPLITS}
+
+
+def column_solution(question: str) -> str:
+    """The worked column addition of ``question`` (``"a+b"``), ending in ``=`` and the sum.
+
+    One step per column, least significant first: ``x+y+c=s`` with the column's digits
+    (0 where an operand is shorter), the carry in ``c`` (0 or 1; 0 in the first column) and
+    the column sum ``s``; steps are separated by spaces, then `` =`` and the final answer.
+
+    >>> column_solution("47+385")
+    '7+5+0=12 4+8+1=13 0+3+1=4 =432'
+    """
+    a, op, b = question.partition("+")
+    if not (op and a.isdigit() and b.isdigit()):
+        raise ValueError(f"column_solution needs a question 'a+b' of two non-negative integers, got {question!r}")
+    steps, carry = [], 0
+    for x, y in zip_longest(reversed(a), reversed(b), fillvalue="0"):
+        total = int(x) + int(y) + carry
+        steps.append(f"{x}+{y}+{carry}={total}")
+        carry = total // 10
+    return " ".join(steps) + f" ={int(a) + int(b)}"
+
+
+def target_text(cfg, problem: Problem) -> str:
+    """What the warm start teaches the policy to write after ``problem.prompt`` (EOS follows).
+
+    ``solution_format: answer``: the answer itself; ``columns``: :func:`column_solution`.
+    Either way the reward reads only the final answer (module docstring).
+    """
+    if _solution_format(cfg) == "columns":
+        return column_solution(problem.question)
+    return problem.answer
 
 
 def task_dir(cfg) -> Path:

@@ -96,6 +96,10 @@ class Config:
             your files are cached under ``<data_dir>/cache/<name>/``.
         operand_digits (list[int], [2, 3]): difficulty levels = operand digit counts.
         operations (str, "+"): operators the generator draws from.
+        solution_format (str, "answer"): what the warm start teaches the policy to write on the
+            embedded task: ``answer`` (the digits only) or ``columns`` (column addition worked out
+            step by step, then the answer; ``+`` only; the ``long`` profile). The reward reads the
+            final answer either way (``arithmetic.py``).
         n_sft / n_train / n_validation / n_test (int): split sizes, disjoint by construction.
             Hub training sets: validation (and test, when the hub has no test split) are
             held out of the hub's train split; n_train caps the rest (0 = all).
@@ -182,6 +186,7 @@ class Config:
     data_dir: str = "data"
     operand_digits: list = field(default_factory=lambda: [2, 3])
     operations: str = "+"
+    solution_format: str = "answer"
     n_sft: int = 40000
     n_train: int = 20000
     n_validation: int = 200

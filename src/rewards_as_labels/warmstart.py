@@ -48,6 +48,7 @@ from pathlib import Path
 
 import torch
 
+from .arithmetic import target_text
 from .backends import make_backend
 from .data import load_split
 from .evaluation import evaluate_policy
@@ -60,8 +61,10 @@ WARMSTART_CLIP = 1.0
 IGNORE = -100  # label id that transformers' causal-LM loss skips
 
 
-def encode_supervised(tokenizer, problems) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ``prompt + answer + EOS`` with labels on the answer and EOS only.
+def encode_supervised(tokenizer, problems, targets=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``prompt + target + EOS`` with labels on the target and EOS only.
+
+    ``targets``: the text to learn per problem (``arithmetic.target_text``); None = each answer.
 
     >>> from rewards_as_labels.modeling import build_tokenizer
     >>> from rewards_as_labels.data import Problem
@@ -70,9 +73,10 @@ def encode_supervised(tokenizer, problems) -> tuple[torch.Tensor, torch.Tensor, 
     (torch.Size([1, 6]), [[-100, -100, -100, -100, 6, 1]])
     """
     rows, label_rows = [], []
-    for p in problems:
+    targets = [p.answer for p in problems] if targets is None else targets
+    for p, target in zip(problems, targets, strict=True):
         prompt = tokenizer(p.prompt, add_special_tokens=False).input_ids
-        answer = tokenizer(p.answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        answer = tokenizer(target, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
         rows.append(prompt + answer)
         label_rows.append([IGNORE] * len(prompt) + answer)
     width = max(len(r) for r in rows)
@@ -130,7 +134,8 @@ def warmstart(cfg, force: bool = False) -> Path:
     batches = _batches(len(sft), cfg.warmstart_batch_size, cfg.warmstart_steps, generator)
     bar = progress_bar(batches, total=cfg.warmstart_steps, desc="warmstart", mininterval=2.0)
     for index in bar:
-        ids, mask, labels = encode_supervised(tokenizer, [sft[i] for i in index.tolist()])  # [B, T] each
+        chosen = [sft[i] for i in index.tolist()]
+        ids, mask, labels = encode_supervised(tokenizer, chosen, [target_text(cfg, p) for p in chosen])  # [B, T] each
         # transformers shifts labels internally and averages over non-ignored tokens
         loss = model(input_ids=ids.to(cfg.device), attention_mask=mask.to(cfg.device), labels=labels.to(cfg.device)).loss
         optimizer.zero_grad(set_to_none=True)
@@ -160,7 +165,7 @@ def warmstart(cfg, force: bool = False) -> Path:
         "parameters": count_parameters(model),
         "config": {k: v for k, v in cfg.to_dict().items() if k.startswith("warmstart_") or k in (
             "profile", "data_seed", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-            "num_threads", "max_new_tokens", "operand_digits", "operations", "n_sft")},
+            "num_threads", "max_new_tokens", "operand_digits", "operations", "solution_format", "n_sft")},
         "versions": package_versions(),
     }
     with atomic_directory(model_dir) as tmp:
