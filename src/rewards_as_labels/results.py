@@ -54,11 +54,18 @@ def load_metrics(profile_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+ROLLOUT_SAMPLES = ("s", "label", "w_real", "w_grad", "rollout", "length")  # weight_samples.jsonl's per-rollout lists
+TOKEN_SAMPLES = {"s_token": "s_token", "a_token": "a_token", "w_grpo": "w_grpo", "token_rollout": "rollout"}  # -> column
+
+
 def load_weight_samples(profile_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-rollout and per-token gradient-weight samples saved by training.
 
     Returns ``(rollouts, tokens)``: ``rollouts`` has columns method, seed, step, s, label,
-    w_real, w_grad; ``tokens`` has method, seed, step, s_token, a_token, w_grpo.
+    w_real, w_grad, rollout, length; ``tokens`` has method, seed, step, s_token, a_token, w_grpo,
+    rollout. ``rollout`` is the rollout's row in its mini-batch in both, so (method, seed, step,
+    rollout) joins a token to its rollout (:func:`rewards_as_labels.mechanism.tokens_with_rollouts`).
+    Samples written before rollout indices were saved lack ``rollout`` and ``length``.
     """
     roll, tok = [], []
     for folder in run_folders(profile_dir):
@@ -67,8 +74,8 @@ def load_weight_samples(profile_dir: str | Path) -> tuple[pd.DataFrame, pd.DataF
             continue
         for rec in _read_jsonl(path):
             key = {"method": rec["method"], "seed": parse_run_name(folder.name)[1], "step": rec["step"]}
-            roll.append(pd.DataFrame({k: rec[k] for k in ("s", "label", "w_real", "w_grad")}).assign(**key))
-            tok.append(pd.DataFrame({k: rec[k] for k in ("s_token", "a_token", "w_grpo")}).assign(**key))
+            roll.append(pd.DataFrame({k: rec[k] for k in ROLLOUT_SAMPLES if k in rec}).assign(**key))
+            tok.append(pd.DataFrame({col: rec[k] for k, col in TOKEN_SAMPLES.items() if k in rec}).assign(**key))
     empty = pd.DataFrame()
     return (pd.concat(roll, ignore_index=True) if roll else empty, pd.concat(tok, ignore_index=True) if tok else empty)
 
