@@ -153,12 +153,18 @@ def test_readers_fail_clearly():
 
 def test_binned_means_and_band():
     x = np.arange(100.0)
-    out = MX.binned(x, 2 * x, bins=4)
+    out = MX.binned(x, 2 * x, bins=4)  # 100 distinct x: 4 quantile bins of 25
     assert out["count"].tolist() == [25] * 4
     assert out["mean"].tolist() == pytest.approx([24, 74, 124, 174])  # 2 * mean(0 .. 24) = 24, then +50 per bin
     assert (out["lo"] <= out["mean"]).all() and (out["mean"] <= out["hi"]).all()
-    tied = MX.binned([0.0] * 50 + [1.0] * 50, [0.0] * 50 + [1.0] * 50, bins=10)  # 2 distinct x: 2 bins
-    assert tied["x"].tolist() == [0.0, 1.0] and tied["mean"].tolist() == [0.0, 1.0]
+    tied = MX.binned([0.0] * 50 + [1.0] * 50 + [2.0] * 3, [0.0] * 50 + [1.0] * 50 + [9.0] * 3, bins=10)
+    assert tied["x"].tolist() == [0.0, 1.0] and tied["mean"].tolist() == [0.0, 1.0]  # x = 2: 3 points, under 10
+    few = MX.binned(np.arange(30.0), np.arange(30.0), bins=10)  # 30 points, at least 10 a bin: 3 bins
+    assert few["count"].tolist() == [10, 10, 10]
+    lumped = MX.binned(np.r_[np.zeros(80), np.arange(1.0, 21.0)], np.ones(100), bins=5)  # a tie of 80 at 0
+    assert lumped["count"].sum() == 100 and lumped["count"].max() >= 80  # the tie stays in one bin
+    with pytest.raises(ValueError, match="min_per_bin"):
+        MX.binned([1.0], [1.0], min_per_bin=0)
     assert MX.binned([], []).empty
 
 

@@ -121,30 +121,38 @@ def rollout_spread(rollouts: pd.DataFrame, tokens: pd.DataFrame) -> pd.DataFrame
     return out.assign(spread=np.sqrt(out["spread"])).drop(columns="tokens")
 
 
-def binned(x, y, bins: int = 10, band: tuple[float, float] = (0.1, 0.9)) -> pd.DataFrame:
-    """Means of ``y`` in bins of ``x`` holding about equal numbers of points (quantile bins; tied ``x``
-    values stay in one bin, so there may be fewer bins), with a band of ``y``'s quantiles ``band``.
+def binned(x, y, bins: int = 10, band: tuple[float, float] = (0.1, 0.9), min_per_bin: int = 10) -> pd.DataFrame:
+    """Means of ``y`` in bins of ``x``, with a band of ``y``'s quantiles ``band`` in each bin.
 
-    Columns: ``x`` (the median x of the bin), ``mean``, ``lo``, ``hi``, ``count``. Empty input gives
-    an empty frame with these columns.
+    When ``x`` takes at most ``bins`` distinct values (response lengths of short answers), each value
+    held by at least ``min_per_bin`` points is its own bin (rarer values are left out); otherwise the bins hold about equal numbers of points (quantile bins: resolution where
+    the points are; tied values stay in one bin, so there may be fewer), and at most
+    ``len(x) // min_per_bin`` of them, so that no mean rests on a handful of points. Columns: ``x``
+    (the median x of the bin), ``mean``, ``lo``, ``hi``, ``count``; empty input gives an empty frame.
 
-    >>> binned([1, 2, 3, 4], [10, 20, 30, 40], bins=2)[["x", "mean", "count"]].to_dict("list")
+    >>> binned([1, 2, 3, 4], [10, 20, 30, 40], bins=2, min_per_bin=1)[["x", "mean", "count"]].to_dict("list")
     {'x': [1.5, 3.5], 'mean': [15.0, 35.0], 'count': [2, 2]}
+    >>> binned([3, 4, 4, 5], [1, 2, 4, 6], bins=10, min_per_bin=1)[["x", "mean", "count"]].to_dict("list")  # per length
+    {'x': [3.0, 4.0, 5.0], 'mean': [1.0, 3.0, 6.0], 'count': [1, 2, 1]}
     """
-    if bins < 1 or not 0 <= band[0] <= band[1] <= 1:
-        raise ValueError(f"need bins >= 1 and 0 <= band[0] <= band[1] <= 1, got bins={bins}, band={band}")
+    if bins < 1 or min_per_bin < 1 or not 0 <= band[0] <= band[1] <= 1:
+        raise ValueError(f"need bins >= 1, min_per_bin >= 1 and 0 <= band[0] <= band[1] <= 1, got bins={bins}, "
+                         f"min_per_bin={min_per_bin}, band={band}")
     df = pd.DataFrame({"x": np.asarray(x, dtype=float), "y": np.asarray(y, dtype=float)}).dropna()
     if df.empty:
         return pd.DataFrame(columns=["x", "mean", "lo", "hi", "count"])
-    # rank first: qcut on raw values fails when many x are equal (clipped weights, one-token answers)
-    groups = df.groupby(pd.qcut(df["x"].rank(method="dense"), min(bins, df["x"].nunique()), labels=False,
-                                duplicates="drop"))
+    if df["x"].nunique() <= bins:
+        df = df[df.groupby("x")["x"].transform("size") >= min_per_bin]
+        key = df["x"]
+    else:
+        key = pd.qcut(df["x"], max(1, min(bins, len(df) // min_per_bin)), labels=False, duplicates="drop")
+    groups = df.groupby(key)
     out = pd.DataFrame({"x": groups["x"].median(), "mean": groups["y"].mean(), "lo": groups["y"].quantile(band[0]),
                         "hi": groups["y"].quantile(band[1]), "count": groups["y"].size()})
     return out.reset_index(drop=True)
 
 
-def concentration(tokens: pd.DataFrame, fractions=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0), side: str = "neg",
+def concentration(tokens: pd.DataFrame, fractions=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), side: str = "neg",
                   weight: str = "w_grpo") -> pd.DataFrame:
     """For each record (method, seed, step) and each top ``fraction`` of its ``side``'s tokens (``neg``:
     A < 0, ``pos``: A > 0), the share of their total ``weight`` those tokens carry (:func:`top_share`,
