@@ -11,7 +11,13 @@ import torch
 
 from rewards_as_labels import mechanism as MX
 from rewards_as_labels.config import Config
-from rewards_as_labels.methods import OFFPOLICY_KEYS, MiniBatch, offpolicy_stats, top_share, weight_samples
+from rewards_as_labels.methods import (
+    OFFPOLICY_KEYS,
+    MiniBatch,
+    offpolicy_stats,
+    top_share,
+    weight_samples,
+)
 from rewards_as_labels.trainer import STEP_REDUCERS
 
 # One group of 4 rollouts, padded to T = 3 (padding holds 9.0, which must be ignored); old log-probs 0, so s_t is
@@ -83,8 +89,8 @@ def test_padding_does_not_change_the_offpolicy_stats():
     the mean token weight of a rollout, and so in offpolicy/grpo_token/pos_corr_w_s)."""
     mb = hand_made_batch()
     lp = torch.tensor([[0.1, -0.1, 0.3], [0.0, -0.4, 9.0], [-0.15, 9.0, 9.0], [-0.1, 0.2, -0.1]], dtype=torch.float64)
-    mb = MiniBatch(lp, mb.old_logprobs, mb.mask, torch.tensor([[1.0, 1.0, 1.0, 0.0]]), torch.tensor([0.5, 0.5, 0.5, -1.5],
-                   dtype=torch.float64))  # three positives: pos_corr_w_s is computed
+    adv = torch.tensor([0.5, 0.5, 0.5, -1.5], dtype=torch.float64)
+    mb = MiniBatch(lp, mb.old_logprobs, mb.mask, torch.tensor([[1.0, 1.0, 1.0, 0.0]]), adv)  # 3 positives: pos_corr_w_s
     pad = torch.full((4, 3), 9.0, dtype=torch.float64)
     wide = MiniBatch(torch.cat([mb.logprobs, pad], 1), torch.cat([mb.old_logprobs, pad * 0], 1),
                      torch.cat([mb.mask, pad.bool() & False], 1), mb.rewards, mb.advantages)
@@ -179,10 +185,12 @@ def test_mechanism_table_and_curves():
     # grpo-s0: mean of its 2 logged steps 0.2; grpo-s1: 0.2 -> mean 0.2, sd 0, 2 runs, 5 off-policy steps
     assert table.loc[("offpolicy/s_abs_max", "grpo"), "mean"] == pytest.approx(0.2)
     assert table.loc[("offpolicy/s_abs_max", "grpo"), ["runs", "offpolicy_steps"]].tolist() == [2, 5]
-    assert table.loc[("offpolicy/s_abs_max", "real"), "runs"] == 0 and np.isnan(table.loc[("offpolicy/s_abs_max", "real"), "mean"])
+    real = table.loc[("offpolicy/s_abs_max", "real")]
+    assert real["runs"] == 0 and np.isnan(real["mean"])
     assert table.loc[("policy/entropy (last 10)", "grpo"), "mean"] == pytest.approx((1.6 / 3 + 2.1 / 3) / 2)
     assert list(dict.fromkeys(table.index.get_level_values("metric")))[: len(OFFPOLICY_KEYS)] == list(OFFPOLICY_KEYS)
     runs, means = MX.method_curves(metrics, "policy/entropy", window=2)
+    assert runs[runs.run == "grpo-s0"]["smooth"].tolist() == pytest.approx([1.0, 0.75, 0.3])  # trailing means of 2
     grpo = means[means.method == "grpo"].set_index("step")
     assert grpo.loc[2, "mean"] == pytest.approx(((0.5 + 0.1) / 2 + (0.7 + 0.4) / 2) / 2) and grpo.loc[2, "seeds"] == 2
     assert list(dict.fromkeys(means.method)) == ["real", "grpo"]  # the paper's order

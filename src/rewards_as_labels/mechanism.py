@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 
 from .config import METHODS
+from .io import FIX_SPACE, write_error
 from .methods import OFFPOLICY_KEYS, top_share
 
 JOIN = ["method", "seed", "step", "rollout"]  # a rollout of one weight-samples record
@@ -81,7 +82,8 @@ def tokens_with_rollouts(rollouts: pd.DataFrame, tokens: pd.DataFrame) -> pd.Dat
     within a rollout). Raises ``ValueError`` when a column is missing (samples that predate rollout
     indices) or a token's rollout is not among the rollouts (the two frames are not of one record).
 
-    >>> r = pd.DataFrame({"method": "grpo", "seed": 0, "step": 0, "rollout": [3], "s": [0.1], "label": [1], "length": [2]})
+    >>> r = pd.DataFrame({"method": "grpo", "seed": 0, "step": 0, "rollout": [3], "s": [0.1], "label": [1],
+    ...                   "length": [2]})
     >>> t = pd.DataFrame({"method": "grpo", "seed": 0, "step": 0, "rollout": [3, 3], "s_token": [0.3, -0.1]})
     >>> tokens_with_rollouts(r, t)["s_within"].round(3).tolist()
     [0.2, -0.2]
@@ -125,10 +127,11 @@ def binned(x, y, bins: int = 10, band: tuple[float, float] = (0.1, 0.9), min_per
     """Means of ``y`` in bins of ``x``, with a band of ``y``'s quantiles ``band`` in each bin.
 
     When ``x`` takes at most ``bins`` distinct values (response lengths of short answers), each value
-    held by at least ``min_per_bin`` points is its own bin (rarer values are left out); otherwise the bins hold about equal numbers of points (quantile bins: resolution where
-    the points are; tied values stay in one bin, so there may be fewer), and at most
-    ``len(x) // min_per_bin`` of them, so that no mean rests on a handful of points. Columns: ``x``
-    (the median x of the bin), ``mean``, ``lo``, ``hi``, ``count``; empty input gives an empty frame.
+    held by at least ``min_per_bin`` points is its own bin (rarer values are left out); otherwise the
+    bins hold about equal numbers of points (quantile bins: resolution where the points are; tied
+    values stay in one bin, so there may be fewer), and at most ``len(x) // min_per_bin`` of them, so
+    that no mean rests on a handful of points. Columns: ``x`` (the median x of the bin), ``mean``,
+    ``lo``, ``hi``, ``count``; empty input gives an empty frame.
 
     >>> binned([1, 2, 3, 4], [10, 20, 30, 40], bins=2, min_per_bin=1)[["x", "mean", "count"]].to_dict("list")
     {'x': [1.5, 3.5], 'mean': [15.0, 35.0], 'count': [2, 2]}
@@ -258,10 +261,8 @@ def mechanism_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def save_figure(fig, folder: str | Path, name: str) -> list[Path]:
     """Write ``fig`` as ``<folder>/<name>.png`` (150 dpi) and ``.pdf``, each to a temporary name in the
-    folder renamed into place (a reader never sees half a figure); returns the two paths."""
-    import os
-    from pathlib import Path
-
+    folder renamed into place (a reader never sees half a figure); returns the two paths. A failed write
+    raises ``OSError`` naming the file, and leaves the previous figure as it was."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -271,6 +272,8 @@ def save_figure(fig, folder: str | Path, name: str) -> list[Path]:
         try:
             fig.savefig(tmp, format=ext, bbox_inches="tight", dpi=150)
             os.replace(tmp, path)
+        except OSError as exc:
+            raise write_error(exc, f"could not write {path}", f"{path} is unchanged; {FIX_SPACE}") from exc
         finally:
             tmp.unlink(missing_ok=True)
         paths.append(path)

@@ -96,7 +96,8 @@ def _weights(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None) -> dict[str, 
         "real": W.real_weights(s, labels, cfg.tau),  # [G, n]
         "grad": W.grad_weights(s, labels, cfg.tau),  # [G, n]
         # 0 on padding (where log_ratio is 0, the formula would give |A|): a rollout's sum is over its own tokens
-        "grpo_token": W.grpo_weights(log_ratio, mb.advantages, cfg.clip_eps, cut=grpo_cut).masked_fill(~mb.mask, 0.0),  # [B, T]
+        "grpo_token": W.grpo_weights(log_ratio, mb.advantages, cfg.clip_eps, cut=grpo_cut)
+        .masked_fill(~mb.mask, 0.0),  # [B, T]
         "tok_pos": mb.mask & (mb.advantages[:, None] > 0),  # [B, T]
         "tok_neg": mb.mask & (mb.advantages[:, None] < 0),  # [B, T]
     }

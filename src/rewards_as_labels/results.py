@@ -55,7 +55,8 @@ def load_metrics(profile_dir: str | Path) -> pd.DataFrame:
 
 
 ROLLOUT_SAMPLES = ("s", "label", "w_real", "w_grad", "rollout", "length")  # weight_samples.jsonl's per-rollout lists
-TOKEN_SAMPLES = {"s_token": "s_token", "a_token": "a_token", "w_grpo": "w_grpo", "token_rollout": "rollout"}  # -> column
+# weight_samples.jsonl's per-token lists -> their column (token_rollout becomes "rollout", the join key)
+TOKEN_SAMPLES = {"s_token": "s_token", "a_token": "a_token", "w_grpo": "w_grpo", "token_rollout": "rollout"}
 
 
 def load_weight_samples(profile_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
