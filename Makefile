@@ -248,6 +248,15 @@ $(RUN)/tables/comparison.csv: $(RUN)/tables/evaluation.csv notebooks/05_figures.
 	$(call stage,figures: notebook 05)
 	$(NB) notebooks/05_figures.ipynb $(RUN)/notebooks/05_figures.ipynb -p profile $(PROFILE) $(OVERRIDES)
 
+# the mechanism per token (notebook 07): figures and tables/mechanism.csv from the runs' own off-policy mini-batches;
+# it only reads the run folders, and make reproduce / make report include it
+.PHONY: mechanism
+mechanism: $(RUN)/tables/mechanism.csv
+$(RUN)/tables/mechanism.csv: $(RUNS) notebooks/07_mechanism.ipynb src/rewards_as_labels/mechanism.py | $(STAMP)
+	$(call stage,mechanism: notebook 07)
+	$(NB) notebooks/07_mechanism.ipynb $(RUN)/notebooks/07_mechanism.ipynb -p profile $(PROFILE) $(OVERRIDES)
+reproduce $(RUN)/report/index.html: $(RUN)/tables/mechanism.csv
+
 reproduce: derive verify $(RUN)/tables/comparison.csv | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,done: figures in $(RUN)/figures and tables in $(RUN)/tables)
 

@@ -45,7 +45,7 @@ CASES = {
 }
 # keys added after the recording (metrics only: no recorded value may change or go missing)
 ADDED_KEYS = {"train/grad_norm_max", *OFFPOLICY_KEYS, "eval/per_problem_correct", "eval/problem_ids",
-              "train/clip_bound_frac", "train/clip_threshold"}
+              "train/clip_bound_frac", "train/clip_threshold", "rollout", "length", "token_rollout"}
 # the recording's optimiser and sampling settings, pinned: the defaults moved to the release's
 # (AdamW betas (0.9, 0.999), weight decay 0.01, temperature 0.6) after it was made
 RECORDED_DEFAULTS = dict(adam_beta2=0.99, weight_decay=0.0, temperature=1.0, eval_temperature=1.0)

@@ -1,7 +1,7 @@
 """Every notebook runs top to bottom from its default parameters, in a fresh kernel, nothing edited.
 
 The notebooks are executed with NO parameters injected, in order (01, 02: nothing needed;
-03 -> 04 -> 05: each reads what the one before wrote), from a working folder laid out as a user's
+03 -> 04 -> 05: each reads what the one before wrote; 07 reads 03's runs), from a working folder laid out as a user's
 after ``make data warmstart``, i.e. the way ``make lab`` starts its kernels (in the project folder).
 Their default profile is ``tiny``; so that this test takes about a minute rather than the ~20 of
 a real tiny run, the folder holds its own ``configs/tiny.yaml`` with the smoke profile's sizes
@@ -26,7 +26,7 @@ from rewards_as_labels.tools.notebook import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = ["01_derivations", "02_autograd_verification", "03_train", "04_evaluate", "05_figures", "06_stability",
-         "08_protocols"]
+         "07_mechanism", "08_protocols"]
 
 
 def test_the_documented_order_covers_every_notebook():
@@ -70,3 +70,4 @@ def test_each_notebook_runs_from_its_defaults(tmp_path, monkeypatch):
     assert (tmp_path / "runs/tiny/tables/comparison.csv").is_file()
     assert (tmp_path / "runs/tiny/tables/stability.csv").is_file()
     assert (tmp_path / "runs/tiny/tables/protocols-tiny-clip.csv").is_file()
+    assert (tmp_path / "runs/tiny/tables/mechanism.csv").is_file()

@@ -1,4 +1,4 @@
-"""Notebooks 03 (train), 04 (evaluate) and 05 (figures) once through papermill on the smoke profile."""
+"""Notebooks 03 (train), 04 (evaluate), 05 (figures) and 07 (mechanism) once through papermill on the smoke profile."""
 
 from __future__ import annotations
 
@@ -58,3 +58,13 @@ def test_train_evaluate_figures_on_smoke(tmp_path, monkeypatch):
     last = metrics[metrics.run == "real-s0"].iloc[-1]
     assert last["step"] == cfg.total_steps
     assert last["eval/pass@1"] == json.loads((tmp_path / "runs/smoke/real-s0/final.json").read_text())["eval/pass@1"]
+
+    run_notebook(NB / "07_mechanism.ipynb", out / "07_mechanism.ipynb", {"profile": "smoke"}, progress=False)
+    for name in ("grpo_positives", "grpo_negatives", "sequence_weights", "token_spread", "training_dynamics"):
+        assert (figures / f"mechanism_{name}.png").stat().st_size > 10_000
+        assert (figures / f"mechanism_{name}.pdf").is_file()
+    mechanism = pd.read_csv(tmp_path / "runs/smoke/tables/mechanism.csv")
+    assert list(mechanism.columns) == ["metric", "method", "mean", "sd", "runs", "offpolicy_steps"]
+    assert set(mechanism.method) == {"real", "grpo"} and "offpolicy/s_token_spread" in set(mechanism.metric)
+    entropy = mechanism.set_index(["metric", "method"]).loc[("policy/entropy (last 10)", "real"), "mean"]
+    assert entropy == pytest.approx(metrics[metrics.run == "real-s0"]["policy/entropy"].dropna().tail(10).mean())

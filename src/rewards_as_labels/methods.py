@@ -13,6 +13,7 @@ old log-probs and the optimiser are shared (see :mod:`rewards_as_labels.trainer`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -94,7 +95,9 @@ def _weights(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None) -> dict[str, 
         "s": s, "labels": labels, "mixed": mixed, "log_ratio": log_ratio,
         "real": W.real_weights(s, labels, cfg.tau),  # [G, n]
         "grad": W.grad_weights(s, labels, cfg.tau),  # [G, n]
-        "grpo_token": W.grpo_weights(log_ratio, mb.advantages, cfg.clip_eps, cut=grpo_cut),  # [B, T]
+        # 0 on padding (where log_ratio is 0, the formula would give |A|): a rollout's sum is over its own tokens
+        "grpo_token": W.grpo_weights(log_ratio, mb.advantages, cfg.clip_eps, cut=grpo_cut)
+        .masked_fill(~mb.mask, 0.0),  # [B, T]
         "tok_pos": mb.mask & (mb.advantages[:, None] > 0),  # [B, T]
         "tok_neg": mb.mask & (mb.advantages[:, None] < 0),  # [B, T]
     }
@@ -127,7 +130,10 @@ OFFPOLICY_KEYS = {
     "offpolicy/grpo_token/pos_zeroed_frac": "mean", "offpolicy/clip/pos_zeroed_frac": "mean",
     "offpolicy/real/neg_above1_share": "mean", "offpolicy/grpo_token/neg_above1_share": "mean",
     "offpolicy/real/max_w_times_tau": "max",
+    "offpolicy/grpo_token/neg_top1pct_share": "mean", "offpolicy/grpo_token/pos_corr_w_s_within": "mean",
+    "offpolicy/s_token_spread": "mean", "offpolicy/s_token_spread_ratio": "mean",
 }
+TOP_FRACTION = 0.01  # neg_top1pct_share: the share of GRPO's negative-token weight carried by the top 1% of tokens
 
 
 @torch.no_grad()
@@ -151,6 +157,18 @@ def offpolicy_stats(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None = None)
       negatives) carried by negatives whose ratio is above 1 (``real``: s_i > 0; ``grpo_token``:
       log-ratio of the token > 0) -- GRPO's "domination".
     - ``offpolicy/real/max_w_times_tau``: REAL's largest |W| times tau; the paper's bound says < 1.
+    - ``offpolicy/grpo_token/neg_top1pct_share``: among negative-advantage tokens, the share of their
+      total GRPO weight |A| e^{s_t} carried by the top 1% of them (:func:`top_share`: the largest
+      ceil(N/100) of N tokens, so with fewer than 100 tokens the single largest) -- GRPO's domination.
+      Equal weights give ceil(N/100)/N (0.01 from N = 100 on); one token carrying everything gives 1.
+    - ``offpolicy/grpo_token/pos_corr_w_s_within``: Pearson correlation, over positive tokens, of a
+      token's GRPO weight and its s_t, both taken *within* its rollout (minus the rollout's mean
+      weight and minus s_i): misassignment inside a response, without the differences between
+      responses; left out when fewer than 3 tokens or no token differs from its rollout's mean.
+    - ``offpolicy/s_token_spread``: the mean over rollouts of the standard deviation (ddof 0) of
+      s_t around the rollout's s_i -- what REAL's sequence score averages away (0 for 1-token answers).
+    - ``offpolicy/s_token_spread_ratio``: that spread divided by the mean |s_i| of the same rollouts:
+      above 1, tokens inside a rollout move apart more than whole rollouts move from 0.
 
     One group, three positives at s = 0.15, 0.05, -0.2 (one token each; none beyond GRPO's clip 0.2)
     and one negative at s = 0.4 (ratio e^0.4 > 1):
@@ -187,7 +205,41 @@ def offpolicy_stats(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None = None)
     total_tok = w_tok[tok_pos | tok_neg].sum()
     if total_tok > 0:
         stats["offpolicy/grpo_token/neg_above1_share"] = (w_tok[tok_neg & (w["log_ratio"] > 0)].sum() / total_tok).item()
+    top = top_share(w_tok[tok_neg])
+    if top is not None:
+        stats["offpolicy/grpo_token/neg_top1pct_share"] = top
+    # within a rollout: each token's weight and s_t minus its rollout's mean (s_i is the mean of its s_t)
+    row_mean_w = (w_tok.sum(-1) / lengths)[:, None]  # [B, 1]
+    dev_s = (w["log_ratio"] - w["s"].flatten()[:, None]).masked_fill(~mb.mask, 0.0)  # [B, T]
+    corr = _pearson((w_tok - row_mean_w)[tok_pos], dev_s[tok_pos])
+    if corr is not None:
+        stats["offpolicy/grpo_token/pos_corr_w_s_within"] = corr
+    mixed_rows = w["mixed"].flatten()  # [B]
+    if mixed_rows.any():
+        spread = (dev_s.square().sum(-1) / lengths).sqrt()[mixed_rows].mean()
+        stats["offpolicy/s_token_spread"] = spread.item()
+        s_abs = w["s"].flatten()[mixed_rows].abs().mean()
+        if s_abs > 0:
+            stats["offpolicy/s_token_spread_ratio"] = (spread / s_abs).item()
     return stats
+
+
+def top_share(weights: torch.Tensor, fraction: float = TOP_FRACTION) -> float | None:
+    """Share of ``weights.sum()`` carried by the largest ``ceil(fraction * N)`` of the N weights (at
+    least one: with fewer than 1/fraction weights it is the largest one's share); None when there is
+    no weight or they sum to 0. Equal weights give ceil(fraction * N) / N.
+
+    >>> top_share(torch.tensor([5.0, 1.0, 1.0, 1.0])), top_share(torch.ones(200))  # the top 1 of 4; 2 of 200
+    (0.625, 0.01)
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    flat = weights.flatten().double()
+    total = flat.sum()
+    if flat.numel() == 0 or not total > 0:
+        return None
+    k = math.ceil(round(fraction * flat.numel(), 9))  # round: 0.01 * 300 is 3.0000000000000004, whose ceil is 4
+    return (flat.topk(k).values.sum() / total).item()
 
 
 def _pearson(x: torch.Tensor, y: torch.Tensor) -> float | None:
@@ -200,25 +252,33 @@ def _pearson(x: torch.Tensor, y: torch.Tensor) -> float | None:
 
 
 def weight_samples(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None = None) -> dict[str, list]:
-    """Per-rollout (s, label, |W_real|, |W_grad|) of mixed groups and per-token (s_t, A, |W_grpo|)
-    of non-zero-advantage tokens, as lists for ``weight_samples.jsonl`` and the empirical figure.
-    Python lists of every token are slow to build: call it only for the batches that are written.
+    """Per-rollout (s, label, |W_real|, |W_grad|, index, length) of mixed groups and per-token
+    (s_t, A, |W_grpo|, rollout index) of non-zero-advantage tokens, as lists for
+    ``weight_samples.jsonl`` and the empirical figures. ``rollout`` / ``token_rollout`` are the
+    rollout's row in the mini-batch, one indexing for both, so tokens join their rollout (every
+    sampled token's rollout is a sampled rollout: only mixed groups have A != 0); ``length`` counts
+    its response tokens. Tokens come rollout by rollout, in order. Python lists of every token are
+    slow to build: call it only for the batches that are written.
 
     >>> lp = torch.zeros(2, 1); mb = MiniBatch(lp, lp, torch.ones(2, 1).bool(), torch.tensor([[1., 0.]]), torch.tensor([1., -1.]))
-    >>> weight_samples(Config(), mb)["w_real"]
-    [1.0, 1.0]
+    >>> ws = weight_samples(Config(), mb); ws["w_real"], ws["rollout"], ws["length"], ws["token_rollout"]
+    ([1.0, 1.0], [0, 1], [1, 1], [0, 1])
     """
     w = _weights(cfg, mb, cut)
     keep = w["mixed"].flatten()
     tokens = w["tok_pos"] | w["tok_neg"]
+    rows = torch.arange(mb.mask.shape[0])  # [B]
     return {
         "s": w["s"].flatten()[keep].tolist(),
         "label": w["labels"].flatten()[keep].int().tolist(),
         "w_real": w["real"].flatten()[keep].tolist(),
         "w_grad": w["grad"].flatten()[keep].tolist(),
+        "rollout": rows[keep].tolist(),
+        "length": mb.mask.sum(-1)[keep].tolist(),
         "s_token": w["log_ratio"][tokens].tolist(),
         "a_token": mb.advantages[:, None].expand_as(mb.mask)[tokens].tolist(),
         "w_grpo": w["grpo_token"][tokens].tolist(),
+        "token_rollout": rows[:, None].expand_as(mb.mask)[tokens].tolist(),
     }
 
 

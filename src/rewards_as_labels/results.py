@@ -43,16 +43,20 @@ def run_metrics(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-WEIGHT_SAMPLE_COLUMNS = {"rollouts": ("s", "label", "w_real", "w_grad"), "tokens": ("s_token", "a_token", "w_grpo")}
+# weight_samples.jsonl's lists -> their column; token_rollout becomes "rollout", the key that joins a token to its rollout
+WEIGHT_SAMPLE_COLUMNS = {
+    "rollouts": {"s": "s", "label": "label", "w_real": "w_real", "w_grad": "w_grad", "rollout": "rollout", "length": "length"},
+    "tokens": {"s_token": "s_token", "a_token": "a_token", "w_grpo": "w_grpo", "token_rollout": "rollout"},
+}
 
 
 def run_weight_samples(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(rollouts, tokens)`` of the run in ``folder`` (``weight_samples.jsonl``: the last mini-batch
     of each evaluation step), each row tagged with its ``step`` and ``method``; two empty frames without
-    columns when the run saved none. Columns: :data:`WEIGHT_SAMPLE_COLUMNS` plus step and method."""
+    columns when the run saved none. Columns: those of :data:`WEIGHT_SAMPLE_COLUMNS` the run saved, plus step and method."""
     path = Path(folder) / "weight_samples.jsonl"
     records = read_jsonl(path) if path.exists() else []
-    frames = {kind: [pd.DataFrame({k: rec[k] for k in cols}).assign(step=rec["step"], method=rec["method"])
+    frames = {kind: [pd.DataFrame({col: rec[k] for k, col in cols.items() if k in rec}).assign(step=rec["step"], method=rec["method"])
                      for rec in records]
               for kind, cols in WEIGHT_SAMPLE_COLUMNS.items()}
     return tuple(pd.concat(f, ignore_index=True) if f else pd.DataFrame() for f in frames.values())
@@ -69,11 +73,19 @@ def load_metrics(profile_dir: str | Path) -> pd.DataFrame:
     return pd.concat([run_metrics(p).assign(run=p.name) for p in folders], ignore_index=True)
 
 
+ROLLOUT_SAMPLES = ("s", "label", "w_real", "w_grad", "rollout", "length")  # weight_samples.jsonl's per-rollout lists
+# weight_samples.jsonl's per-token lists -> their column (token_rollout becomes "rollout", the join key)
+TOKEN_SAMPLES = {"s_token": "s_token", "a_token": "a_token", "w_grpo": "w_grpo", "token_rollout": "rollout"}
+
+
 def load_weight_samples(profile_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-rollout and per-token gradient-weight samples saved by training (:func:`run_weight_samples`).
 
-    Returns ``(rollouts, tokens)``: ``rollouts`` has columns s, label, w_real, w_grad, step, method,
-    seed; ``tokens`` has s_token, a_token, w_grpo, step, method, seed.
+    Returns ``(rollouts, tokens)``: ``rollouts`` has columns s, label, w_real, w_grad, rollout, length,
+    step, method, seed; ``tokens`` has s_token, a_token, w_grpo, rollout, step, method, seed. ``rollout``
+    is the rollout's row in its mini-batch in both, so (method, seed, step, rollout) joins a token to its
+    rollout (:func:`rewards_as_labels.mechanism.tokens_with_rollouts`). Samples written before rollout
+    indices were saved lack ``rollout`` and ``length``.
     """
     parts = [(folder, run_weight_samples(folder)) for folder in run_folders(profile_dir)]
     return concat_weight_samples([(r, t, {"seed": parse_run_name(folder.name)[1]}) for folder, (r, t) in parts])
