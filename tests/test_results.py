@@ -58,10 +58,10 @@ def test_comparison_table_joins_the_paired_intervals(tmp_path):
                            "verdict": [CANNOT_TELL, "gspo better than grpo"]}, index=["real", "gspo"])
     table = comparison_table(_evaluation(), paired, reference="grpo")
     assert list(table.index) == ["base", "real", "grpo", "gspo"]
-    assert list(table.columns) == ["pass@1", "pass@8", "greedy", "seeds", "pass@1 − grpo (points, 95% paired CI)",
+    assert list(table.columns) == ["pass@1", "pass@8", "greedy", "seeds", "pass@1 − grpo (points, 95% CI: seeds, then problems)",
                                    "vs grpo"]
     assert table.loc["base", "pass@1"] == "0.300"  # one value: no spread printed
-    assert table.loc["real", "pass@1 − grpo (points, 95% paired CI)"] == "-0.5 [-2.0, +1.0]"
+    assert table.loc["real", "pass@1 − grpo (points, 95% CI: seeds, then problems)"] == "-0.5 [-2.0, +1.0]"
     assert table.loc["gspo", "vs grpo"] == "gspo better than grpo"
     assert table.loc["grpo", "vs grpo"] == "(reference)" and table.loc["base", "vs grpo"] == ""
     csv, md = write_comparison(table, tmp_path / "tables")

@@ -384,7 +384,7 @@ def comparison_table(evaluation: pd.DataFrame, paired: pd.DataFrame | None = Non
                          "rerun `make evaluate` (test_samples must be > 1)")
     table = mean_std_table(evaluation, ["pass@1", k_cols[0], "greedy"])
     if paired is not None:
-        diff_col, verdict_col = f"pass@1 − {reference} (points, 95% paired CI)", f"vs {reference}"
+        diff_col, verdict_col = f"pass@1 − {reference} (points, 95% CI: seeds, then problems)", f"vs {reference}"
         table[diff_col], table[verdict_col] = "", ""
         for m, r in paired.iterrows():
             table.loc[m, diff_col] = f"{100 * r['diff']:+.1f} [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
