@@ -295,7 +295,8 @@ $(REPORT): $(RUN)/notebooks/01_derivations.ipynb $(RUN)/notebooks/02_autograd_ve
 # tables/dynamics.csv from its run folders. It reads, never trains. make reproduce and make report end with it:
 # there (only there) it waits for this profile's tables, which CLAIMS_AFTER names.
 .PHONY: claims
-CLAIMS_AFTER := $(RUN)/notebooks/01_derivations.ipynb $(RUN)/tables/comparison.csv
+CLAIMS_AFTER := $(RUN)/notebooks/01_derivations.ipynb $(RUN)/notebooks/02_autograd_verification.ipynb \
+	$(RUN)/tables/comparison.csv
 claims: results/claims.csv
 results/claims.csv: notebooks/09_claims.ipynb src/rewards_as_labels/claims.py \
 		$(wildcard runs/*/tables/*.csv results/*/*.csv) \
