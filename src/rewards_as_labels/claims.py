@@ -406,6 +406,8 @@ def _pairs(s: Setting, pairs: list[tuple[str, str]], bootstrap: dict) -> tuple[l
     out = []
     for a, b in pairs:
         seeds = set(pp.loc[pp.method == a, "seed"]) & set(pp.loc[pp.method == b, "seed"])
+        if not seeds:  # pairing needs a seed both trained
+            return [], path, [a, b]
         sub = pp[pp.method.isin([a, b]) & pp.seed.isin(seeds)]
         r = paired_difference_table(sub, reference=b, methods=[a], **bootstrap).loc[a]
         means = sub.groupby(["method", "benchmark"])["pass@1"].mean().groupby("method").mean()
@@ -437,8 +439,8 @@ def _pairwise_rows(s: Setting, bootstrap: dict) -> list[dict]:
         if lacking:
             have = sorted(set(load_per_problem(path)["method"]) - {"base"})
             methods = [m for m in METHODS if m in set(have) | set(lacking)]
-            rows.append(_not_run(key, s, f"{', '.join(lacking)} in {path}", _reproduce(s, methods),
-                                 why=f"the run has {', '.join(have)}; the claim needs {', '.join(lacking)} too"))
+            why = f"the run has {', '.join(have)}; the claim needs {', '.join(lacking)} on a shared seed"
+            rows.append(_not_run(key, s, f"{', '.join(lacking)} in {path}", _reproduce(s, methods), why=why))
             continue
         measured = "; ".join(f"{a.upper()} - {b.upper()} {_interval(r['diff'], r['low'], r['high'])} "
                              f"({a.upper()} {r['mean_a']:.3f} vs {b.upper()} {r['mean_b']:.3f})"
