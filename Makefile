@@ -105,6 +105,7 @@ help:
 	@echo "make train METHOD=real SEED=0   one RL run (resumes if interrupted)"
 	@echo "make evaluate | figures   notebook 04 (test-split pass@k) / 05 (figures from saved metrics)"
 	@echo "make publish | compare    copy the tables to results/<profile> (committed) | your run against them"
+	@echo "make claims               the claims ledger over every profile, from the tables that exist: results/claims.csv"
 	@echo "make report               static HTML of the executed notebooks, tables, figures: runs/<profile>/report/index.html"
 	@echo "make lab                  JupyterLab on notebooks/ with the package's kernel (step through by hand)"
 	@echo "make bench                time of each training phase per method"
@@ -296,6 +297,22 @@ $(REPORT): $(RUN)/notebooks/01_derivations.ipynb $(RUN)/notebooks/02_autograd_ve
 		$(wildcard $(RUN)/notebooks/*.ipynb $(RUN)/tables/*.csv $(RUN)/figures/*.png) | $(STAMP)
 	$(call stage,report: open $@)
 	$(PY) -m rewards_as_labels.tools.report --run $(RUN)
+
+# ----------------------------------------------------------------------------- the claims ledger
+# make claims: notebook 09 writes results/claims.csv and .md, one row per claim of the paper and shipped profile,
+# from the tables that exist (runs/<profile>/tables, else the committed results/<profile>/), and each profile's
+# tables/dynamics.csv from its run folders. It reads, never trains. make reproduce and make report end with it:
+# there (only there) it waits for this profile's tables, which CLAIMS_AFTER names.
+.PHONY: claims
+CLAIMS_AFTER := $(RUN)/notebooks/01_derivations.ipynb $(RUN)/notebooks/02_autograd_verification.ipynb \
+	$(RUN)/tables/comparison.csv $(RUN)/tables/mechanism.csv
+claims: results/claims.csv
+results/claims.csv: notebooks/09_claims.ipynb src/rewards_as_labels/claims.py \
+		$(wildcard runs/*/tables/*.csv results/*/*.csv) \
+		$(if $(filter reproduce report,$(MAKECMDGOALS)),$(CLAIMS_AFTER)) | $(STAMP)
+	$(call stage,claims: notebook 09 -> results/claims.csv)
+	$(NB) notebooks/09_claims.ipynb $(RUN)/notebooks/09_claims.ipynb -p profile $(PROFILE) $(OVERRIDES)
+reproduce $(REPORT): results/claims.csv
 
 # ----------------------------------------------------------------------------- stability sweep
 # make sweep [SWEEP=default|smoke]: the grid src/rewards_as_labels/configs/sweeps/$(SWEEP).yaml (or

@@ -1,8 +1,9 @@
 """Every notebook runs top to bottom from its default parameters, in a fresh kernel, nothing edited.
 
 The notebooks are executed with NO parameters injected, in order (01, 02: nothing needed;
-03 -> 04 -> 05: each reads what the one before wrote; 07 reads 03's runs), from a working folder laid out as a user's
-after ``make data warmstart``, i.e. the way ``make lab`` starts its kernels (in the project folder).
+03 -> 04 -> 05: each reads what the one before wrote; 07 reads 03's runs; 09, the claims ledger, every table
+written before), from a working folder laid out as a user's after ``make data warmstart``, i.e. the way
+``make lab`` starts its kernels (in the project folder).
 Their default profile is ``tiny``; so that this test takes about a minute rather than the ~20 of
 a real tiny run, the folder holds its own ``configs/tiny.yaml`` with the smoke profile's sizes
 (``./configs/<profile>.yaml`` wins over the package's profile, as for any user). What is checked
@@ -26,7 +27,7 @@ from rewards_as_labels.tools.notebook import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = ["01_derivations", "02_autograd_verification", "03_train", "04_evaluate", "05_figures", "06_stability",
-         "07_mechanism", "08_protocols"]
+         "07_mechanism", "08_protocols", "09_claims"]
 
 
 def test_the_documented_order_covers_every_notebook():
@@ -71,3 +72,5 @@ def test_each_notebook_runs_from_its_defaults(tmp_path, monkeypatch):
     assert (tmp_path / "runs/tiny/tables/stability.csv").is_file()
     assert (tmp_path / "runs/tiny/tables/protocols-tiny-clip.csv").is_file()
     assert (tmp_path / "runs/tiny/tables/mechanism.csv").is_file()
+    assert (tmp_path / "runs/tiny/tables/dynamics.csv").is_file()  # notebook 09, from the run folders
+    assert (tmp_path / "results/claims.csv").is_file()

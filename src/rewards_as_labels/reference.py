@@ -34,7 +34,8 @@ from .results import paired_bootstrap, verdict
 RESULTS = Path("results")
 # the tables a profile's runs write that are small enough to keep (globs, under runs/<profile>/tables/)
 TABLES = ("comparison.csv", "comparison.md", "evaluation.csv", "per_problem.csv", "benchmarks_pass@1.csv",
-          "stability.csv", "mechanism.csv", "protocols-*.csv", "protocols-*.md")
+          "stability.csv", "mechanism.csv", "protocols-*.csv", "protocols-*.md",
+          "dynamics.csv", "derivation_checks.csv")  # the last two: what the claims ledger reads besides
 MARKER = re.compile(r"<!-- (results/[^ ]+) -->\n(.*?)<!-- end results -->", re.S)
 
 

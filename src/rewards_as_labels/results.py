@@ -292,8 +292,10 @@ def verdict(low: float, high: float, name_a: str, name_b: str) -> str:
 def load_per_problem(profile_dir: str | Path) -> pd.DataFrame:
     """``tables/per_problem.csv`` (written by ``make evaluate``): one row per (method, seed,
     benchmark, problem_id) with ``correct`` of ``samples`` draws and ``pass@1 = correct / samples``.
+    ``profile_dir`` may also name the CSV file itself (a committed copy, ``results/<profile>/per_problem.csv``).
     Raises ``FileNotFoundError`` naming ``make evaluate`` when it is missing."""
-    path = Path(profile_dir) / "tables" / "per_problem.csv"
+    path = Path(profile_dir)
+    path = path if path.suffix == ".csv" else path / "tables" / "per_problem.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; run `make evaluate` (notebook 04) to write it "
                                 "(`make -B evaluate` when evaluation.csv predates per_problem.csv)")
