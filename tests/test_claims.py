@@ -22,13 +22,32 @@ def _per_problem(folder: Path, shifts: dict, seeds=("0", "1", "2"), n: int = 60)
     """per_problem.csv: every method answers the same ``n`` test problems in each seed; ``shifts`` adds
     correct samples (of 8) to one base draw per seed (a number, or one value per problem)."""
     base = np.random.default_rng(0).integers(1, 6, size=(len(seeds), n))  # [seeds, problems], 1..5 of 8
-    rows = [pd.DataFrame({"method": "base", "seed": "-", "benchmark": "test", "problem_id": [f"t{i}" for i in range(n)],
-                          "correct": base[0], "samples": 8})]
+    rows = [
+        pd.DataFrame(
+            {
+                "method": "base",
+                "seed": "-",
+                "benchmark": "test",
+                "problem_id": [f"t{i}" for i in range(n)],
+                "correct": base[0],
+                "samples": 8,
+            }
+        )
+    ]
     for method, shift in shifts.items():
         for i, seed in enumerate(seeds):
-            rows.append(pd.DataFrame({"method": method, "seed": seed, "benchmark": "test",
-                                      "problem_id": [f"t{i}" for i in range(n)],
-                                      "correct": np.clip(base[i] + np.asarray(shift), 0, 8), "samples": 8}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "method": method,
+                        "seed": seed,
+                        "benchmark": "test",
+                        "problem_id": [f"t{i}" for i in range(n)],
+                        "correct": np.clip(base[i] + np.asarray(shift), 0, 8),
+                        "samples": 8,
+                    }
+                )
+            )
     folder.mkdir(parents=True, exist_ok=True)
     pd.concat(rows).to_csv(folder / "per_problem.csv", index=False)
 
@@ -63,11 +82,14 @@ def test_grad_against_dapo_uses_dapo_as_the_reference(tmp_path):
     assert row.verdict == C.REPRODUCED and row.measured.startswith("GRAD - DAPO +12.5 points")
 
 
-@pytest.mark.parametrize("shifts, verdict", [
-    ({"real": 3, "gspo": 2, "dapo": 1, "grpo": 0}, C.REPRODUCED),
-    ({"real": 3, "gspo": 2, "dapo": 0, "grpo": 1}, C.CONTRADICTED),  # DAPO below GRPO
-    ({"real": 3, "gspo": 1, "dapo": 1, "grpo": 0}, C.CANNOT_TELL),  # GSPO and DAPO identical: that pair cannot tell
-])
+@pytest.mark.parametrize(
+    "shifts, verdict",
+    [
+        ({"real": 3, "gspo": 2, "dapo": 1, "grpo": 0}, C.REPRODUCED),
+        ({"real": 3, "gspo": 2, "dapo": 0, "grpo": 1}, C.CONTRADICTED),  # DAPO below GRPO
+        ({"real": 3, "gspo": 1, "dapo": 1, "grpo": 0}, C.CANNOT_TELL),  # GSPO and DAPO identical: that pair cannot tell
+    ],
+)
 def test_ordering_rule_needs_every_adjacent_pair(tmp_path, shifts, verdict):
     _per_problem(tmp_path / "runs/tiny/tables", shifts)
     row = _row(_ledger(tmp_path), "ordering")
@@ -117,14 +139,34 @@ def _run(profile_dir: Path, method: str, seed: int, entropy, extra: dict | None 
     """A finished run folder: metrics.jsonl with one line per step, final.json, config.json."""
     folder = profile_dir / f"{method}-s{seed}"
     folder.mkdir(parents=True)
-    lines = [{"step": i, "method": method, "seed": seed, "policy/entropy": h, "reward/mean": 0.3,
-              "groups/all_correct_frac": 0.1, **({"eval/pass@1": 0.3} if i % 5 == 0 else {}), **(extra or {})}
-             for i, h in enumerate(entropy)]
+    lines = [
+        {
+            "step": i,
+            "method": method,
+            "seed": seed,
+            "policy/entropy": h,
+            "reward/mean": 0.3,
+            "groups/all_correct_frac": 0.1,
+            **({"eval/pass@1": 0.3} if i % 5 == 0 else {}),
+            **(extra or {}),
+        }
+        for i, h in enumerate(entropy)
+    ]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (folder / "final.json").write_text(json.dumps({"eval/pass@1": 0.35}))
-    (folder / "config.json").write_text(json.dumps({"method": method, "seed": seed, "learning_rate": 3e-4,
-                                                    "grad_clip": "fixed", "max_grad_norm": 1.0,
-                                                    "minibatches_per_step": 2, "eval_samples": 4}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "method": method,
+                "seed": seed,
+                "learning_rate": 3e-4,
+                "grad_clip": "fixed",
+                "max_grad_norm": 1.0,
+                "minibatches_per_step": 2,
+                "eval_samples": 4,
+            }
+        )
+    )
 
 
 def _entropy_runs(profile_dir: Path, end: dict[str, list[float]]) -> None:
@@ -134,11 +176,14 @@ def _entropy_runs(profile_dir: Path, end: dict[str, list[float]]) -> None:
             _run(profile_dir, method, seed, np.linspace(1.0, h1, 20).tolist())
 
 
-@pytest.mark.parametrize("ends, verdict", [
-    ({"real": [0.6, 0.7], "grpo": [0.02, 0.05]}, C.REPRODUCED),  # the paper's picture
-    ({"real": [0.05, 0.3], "grpo": [0.5, 0.6]}, C.CONTRADICTED),  # REAL keeps less in every seed
-    ({"real": [0.5, 0.3], "grpo": [0.4, 0.4]}, C.CANNOT_TELL),  # neither collapses; REAL above in one seed
-])
+@pytest.mark.parametrize(
+    "ends, verdict",
+    [
+        ({"real": [0.6, 0.7], "grpo": [0.02, 0.05]}, C.REPRODUCED),  # the paper's picture
+        ({"real": [0.05, 0.3], "grpo": [0.5, 0.6]}, C.CONTRADICTED),  # REAL keeps less in every seed
+        ({"real": [0.5, 0.3], "grpo": [0.4, 0.4]}, C.CANNOT_TELL),  # neither collapses; REAL above in one seed
+    ],
+)
 def test_entropy_rule_from_run_folders(tmp_path, ends, verdict):
     profile_dir = tmp_path / "runs/tiny"
     _entropy_runs(profile_dir, ends)
@@ -170,7 +215,8 @@ def test_unfinished_runs_stay_out_of_the_dynamics(tmp_path):
 def _derivation(folder: Path, checks=C.DERIVATION_CHECKS) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"section": "6 monotone & bounded", "check": list(checks), "kind": "property"}).to_csv(
-        folder / "derivation_checks.csv", index=False)
+        folder / "derivation_checks.csv", index=False
+    )
 
 
 @pytest.mark.parametrize("max_w_tau, verdict", [(0.96, C.REPRODUCED), (1.0, C.CONTRADICTED)])
@@ -205,10 +251,21 @@ def _stability(folder: Path, real_shift: float) -> None:
             for seed in (0, 1, 2):
                 score = rng.uniform(0.2, 0.4)
                 for method, shift in (("real", real_shift), ("grpo", 0.0)):
-                    rows.append({"method": method, "minibatches": M, "lr": lr, "grad_clip": "fixed", "seed": seed,
-                                 "steps": 50, "prompts_per_minibatch": 8, "val_score": score + shift,
-                                 "final_pass@1": score, "collapsed": False,
-                                 "offpolicy/real/max_w_times_tau": 0.9 if M > 1 else np.nan})
+                    rows.append(
+                        {
+                            "method": method,
+                            "minibatches": M,
+                            "lr": lr,
+                            "grad_clip": "fixed",
+                            "seed": seed,
+                            "steps": 50,
+                            "prompts_per_minibatch": 8,
+                            "val_score": score + shift,
+                            "final_pass@1": score,
+                            "collapsed": False,
+                            "offpolicy/real/max_w_times_tau": 0.9 if M > 1 else np.nan,
+                        }
+                    )
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(folder / "stability.csv", index=False)
 
@@ -224,11 +281,23 @@ def test_stability_rule_over_the_off_policy_cells(tmp_path, shift, verdict):
 
 # ----------------------------------------------------------------------------- per-token mechanism
 def _mechanism(folder: Path, corr: tuple[float, float, int], top1: tuple[float, float, int]) -> None:
-    rows = [{"metric": m, "method": "grpo", "mean": mean, "sd": sd, "runs": runs, "offpolicy_steps": 40 * runs}
-            for m, (mean, sd, runs) in (("offpolicy/grpo_token/pos_corr_w_s", corr),
-                                        ("offpolicy/grpo_token/neg_top1pct_share", top1))]
-    rows.append({"metric": "offpolicy/grpo_token/pos_zeroed_frac", "method": "grpo", "mean": 0.04, "sd": 0.01,
-                 "runs": 3, "offpolicy_steps": 120})
+    rows = [
+        {"metric": m, "method": "grpo", "mean": mean, "sd": sd, "runs": runs, "offpolicy_steps": 40 * runs}
+        for m, (mean, sd, runs) in (
+            ("offpolicy/grpo_token/pos_corr_w_s", corr),
+            ("offpolicy/grpo_token/neg_top1pct_share", top1),
+        )
+    ]
+    rows.append(
+        {
+            "metric": "offpolicy/grpo_token/pos_zeroed_frac",
+            "method": "grpo",
+            "mean": 0.04,
+            "sd": 0.01,
+            "runs": 3,
+            "offpolicy_steps": 120,
+        }
+    )
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(folder / "mechanism.csv", index=False)
 
@@ -252,11 +321,34 @@ def test_per_token_threshold_rule(tmp_path):
 def test_each_protocol_arm_is_its_own_row(tmp_path):
     rows = []
     for protocol, clip, diff in (("one lr", "fixed", -0.05), ("one lr", "off", 0.0), ("tuned lr", "fixed", 0.04)):
-        rows += [{"protocol": protocol, "minibatches": 2, "grad_clip": clip, "method": "real", "lr": 3e-4,
-                  "test_pass@1": 0.4 + diff, "diff": diff, "low": diff - 0.02, "high": diff + 0.02, "seeds": 3,
-                  "verdict": ""},
-                 {"protocol": protocol, "minibatches": 2, "grad_clip": clip, "method": "grpo", "lr": 1e-4,
-                  "test_pass@1": 0.4, "diff": np.nan, "low": np.nan, "high": np.nan, "seeds": 3, "verdict": ""}]
+        rows += [
+            {
+                "protocol": protocol,
+                "minibatches": 2,
+                "grad_clip": clip,
+                "method": "real",
+                "lr": 3e-4,
+                "test_pass@1": 0.4 + diff,
+                "diff": diff,
+                "low": diff - 0.02,
+                "high": diff + 0.02,
+                "seeds": 3,
+                "verdict": "",
+            },
+            {
+                "protocol": protocol,
+                "minibatches": 2,
+                "grad_clip": clip,
+                "method": "grpo",
+                "lr": 1e-4,
+                "test_pass@1": 0.4,
+                "diff": np.nan,
+                "low": np.nan,
+                "high": np.nan,
+                "seeds": 3,
+                "verdict": "",
+            },
+        ]
     folder = tmp_path / "runs/tiny/tables"
     folder.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(folder / "protocols-tiny-clip.csv", index=False)
@@ -294,8 +386,12 @@ def test_notebook_09_writes_the_ledger_from_fixture_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the kernel inherits it: runs/ and results/ live in tmp_path
     _per_problem(tmp_path / "runs/tiny/tables", {"real": 2, "grpo": 0, "grad": 1, "dapo": 0, "gspo": 0})
     _entropy_runs(tmp_path / "runs/tiny", {"real": [0.6], "grpo": [0.02]})
-    run_notebook(ROOT / "notebooks/09_claims.ipynb", tmp_path / "runs/tiny/notebooks/09_claims.ipynb",
-                 {"profile": "tiny", "profiles": "tiny paper_small", "n_boot": 200}, progress=False)
+    run_notebook(
+        ROOT / "notebooks/09_claims.ipynb",
+        tmp_path / "runs/tiny/notebooks/09_claims.ipynb",
+        {"profile": "tiny", "profiles": "tiny paper_small", "n_boot": 200},
+        progress=False,
+    )
     ledger = pd.read_csv(tmp_path / "results/claims.csv", keep_default_na=False)
     assert set(ledger.setting) == {"tiny", "paper_small"}
     assert (tmp_path / "runs/tiny/tables/dynamics.csv").is_file()  # written by the notebook from the run folders

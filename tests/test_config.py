@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_shipped_profiles_are_package_data():
     # a non-editable install carries exactly what pyproject's package-data names
-    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["rewards_as_labels"]
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "rewards_as_labels"
+    ]
     shipped = {p.relative_to(PACKAGE_PROFILES.parent) for g in globs for p in PACKAGE_PROFILES.parent.glob(g)}
     assert {Path("configs") / f"{name}.yaml" for name in ("tiny", "smoke", "smollm2", "paper_small")} <= shipped
 
@@ -41,7 +43,9 @@ def test_own_profile_in_working_folder_comes_first(tmp_path, monkeypatch):
 @pytest.mark.parametrize("method, seed", [("real", 0), ("gspo", 12)])
 def test_run_name_round_trip(method, seed):
     assert parse_run_name(run_name(method, seed)) == (method, seed)
-    assert load_config(profile="smoke", overrides={"method": method, "seed": seed}).run_dir.name == run_name(method, seed)
+    assert load_config(profile="smoke", overrides={"method": method, "seed": seed}).run_dir.name == run_name(
+        method, seed
+    )
 
 
 @pytest.mark.parametrize("name", ["real", "real-s", "real-sx", "-s0", "straight"])

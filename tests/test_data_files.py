@@ -23,9 +23,15 @@ def _verl(source: str, golds: list, system: bool = False) -> pd.DataFrame:
         messages = [{"role": "user", "content": f"{source} problem {i}: compute it. {VERL_INSTRUCTION}"}]
         if system and i == 0:
             messages.insert(0, {"role": "system", "content": "You are a careful mathematician."})
-        rows.append({"data_source": source, "prompt": messages, "ability": "math",
-                     "reward_model": {"style": "rule", "ground_truth": gold},
-                     "extra_info": {"index": i, "split": "test"}})
+        rows.append(
+            {
+                "data_source": source,
+                "prompt": messages,
+                "ability": "math",
+                "reward_model": {"style": "rule", "ground_truth": gold},
+                "extra_info": {"index": i, "split": "test"},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -60,7 +66,13 @@ def test_verl_parquet_lists_are_alternatives_and_the_prompt_is_kept_as_given(tmp
     report = _manifest(folder)["splits"]["test"]
     assert report["kept"] == 4 and report["dropped"]["unusable_gold"] == 1
     assert report["dropped_problems"] == [
-        {"id": "minerva-test-00003", "reason": "unusable_gold", "gold": ["+=", "+-"], "why": "+=: unparsable; +-: unparsable"}]
+        {
+            "id": "minerva-test-00003",
+            "reason": "unusable_gold",
+            "gold": ["+=", "+-"],
+            "why": "+=: unparsable; +-: unparsable",
+        }
+    ]
     assert report["dropped_alternatives"] == [{"id": "minerva-test-00002", "gold": "+=", "why": "unparsable"}]
     assert report["other_messages"] == 1  # the system message is counted, not silently lost
     assert _manifest(folder)["layout"] == "verl"
@@ -76,24 +88,41 @@ def test_verl_number_and_string_ground_truths(tmp_path):
 
 def test_flat_jsonl_problem_answer(tmp_path):
     path = tmp_path / "mine.jsonl"
-    rows = [{"problem": "What is 2+2?", "answer": "$4$"}, {"problem": "Half of 1?", "answer": "\\frac{1}{2}"},
-            {"problem": "What is 2+2?", "answer": "4"}, {"problem": "Broken?", "answer": "+="},
-            {"problem": "Broken?", "answer": "5"}]  # a repeat of a dropped problem is no duplicate
+    rows = [
+        {"problem": "What is 2+2?", "answer": "$4$"},
+        {"problem": "Half of 1?", "answer": "\\frac{1}{2}"},
+        {"problem": "What is 2+2?", "answer": "4"},
+        {"problem": "Broken?", "answer": "+="},
+        {"problem": "Broken?", "answer": "5"},
+    ]  # a repeat of a dropped problem is no duplicate
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = _cfg(tmp_path, eval_sets=[str(path)])
     folder = D.prepare(cfg, str(path))
     problems = D.load_benchmark(cfg, str(path))
-    assert [(p.question, p.answer) for p in problems] == [("What is 2+2?", "4"), ("Half of 1?", "\\frac{1}{2}"), ("Broken?", "5")]
+    assert [(p.question, p.answer) for p in problems] == [
+        ("What is 2+2?", "4"),
+        ("Half of 1?", "\\frac{1}{2}"),
+        ("Broken?", "5"),
+    ]
     assert problems[0].prompt == f"What is 2+2?\n\n{INSTRUCTION}"  # a bare question gets our instruction
     manifest = _manifest(folder)
     assert manifest["layout"] == "flat problem/answer"
-    assert manifest["splits"]["test"]["dropped"] == {"no_question": 0, "duplicate": 1, "no_answer": 0, "unusable_gold": 1}
+    assert manifest["splits"]["test"]["dropped"] == {
+        "no_question": 0,
+        "duplicate": 1,
+        "no_answer": 0,
+        "unusable_gold": 1,
+    }
 
 
 def test_flat_csv_question_solution_boxed(tmp_path):
     path = tmp_path / "quiz.csv"
-    pd.DataFrame({"question": ["Sum of 1 and 2?", "Unboxed?", "Root?"],
-                  "solution": ["1 + 2 = $\\boxed{3}$.", "it is 3", "We get \\boxed{\\sqrt{2}}"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "question": ["Sum of 1 and 2?", "Unboxed?", "Root?"],
+            "solution": ["1 + 2 = $\\boxed{3}$.", "it is 3", "We get \\boxed{\\sqrt{2}}"],
+        }
+    ).to_csv(path, index=False)
     cfg = _cfg(tmp_path, eval_sets=[str(path)])
     folder = D.prepare(cfg, str(path))
     assert [p.answer for p in D.load_benchmark(cfg, str(path))] == ["3", "\\sqrt{2}"]
@@ -109,11 +138,18 @@ def test_explicit_mapping_from_the_config(tmp_path):
     with pytest.raises(ValueError, match=r"no supported layout among its columns \['query', 'target', 'difficulty'\]"):
         D.prepare(_cfg(tmp_path, eval_sets=[str(path)]), str(path))
     # on the command line: --data_fields '{question: query, answer: target, level: difficulty, gold_list: parts}'
-    cfg = _cfg(tmp_path, eval_sets=[str(path)],
-               data_fields="{question: query, answer: target, level: difficulty, gold_list: parts}")
+    cfg = _cfg(
+        tmp_path,
+        eval_sets=[str(path)],
+        data_fields="{question: query, answer: target, level: difficulty, gold_list: parts}",
+    )
     assert cfg.data_fields == {"question": "query", "answer": "target", "level": "difficulty", "gold_list": "parts"}
     D.prepare(cfg, str(path))
-    assert [(p.answer, p.level) for p in D.load_benchmark(cfg, str(path))] == [("1, 1.0", 1), ("2, 2.0", 2), ("3, 3.0", 3)]
+    assert [(p.answer, p.level) for p in D.load_benchmark(cfg, str(path))] == [
+        ("1, 1.0", 1),
+        ("2, 2.0", 2),
+        ("3, 3.0", 3),
+    ]
     # changing the mapping makes the cache stale until make data runs again
     alternatives = _cfg(tmp_path, eval_sets=[str(path)], data_fields={"question": "query", "answer": "target"})
     with pytest.raises(ValueError, match="stale cache.*data_fields changed"):
@@ -128,14 +164,19 @@ def test_a_mapping_can_replace_a_verl_files_prompt_with_ours(tmp_path):
     frame = _verl("aime24", ["1"])
     frame["extra_info"] = [{"index": 0, "question": "Bare question?"}]
     frame.to_parquet(path)
-    cfg = _cfg(tmp_path, eval_sets=[str(path)],
-               data_fields={"question": "extra_info.question", "answer": "reward_model.ground_truth"})
+    cfg = _cfg(
+        tmp_path,
+        eval_sets=[str(path)],
+        data_fields={"question": "extra_info.question", "answer": "reward_model.ground_truth"},
+    )
     D.prepare(cfg, str(path))
     assert D.load_benchmark(cfg, str(path))[0].prompt == f"Bare question?\n\n{INSTRUCTION}"
 
 
 def test_bad_data_fields_are_refused_with_the_keys(tmp_path):
-    with pytest.raises(ValueError, match="unknown keys \\['questoin'\\], missing keys \\['question'\\].*keys: question"):
+    with pytest.raises(
+        ValueError, match="unknown keys \\['questoin'\\], missing keys \\['question'\\].*keys: question"
+    ):
         _cfg(tmp_path, data_fields={"questoin": "q", "answer": "a"})
     with pytest.raises(ValueError, match="gold_list='any'; valid: alternatives, parts"):
         _cfg(tmp_path, data_fields={"question": "q", "answer": "a", "gold_list": "any"})
@@ -185,7 +226,9 @@ def test_errors_about_a_users_file_talk_about_the_file_and_the_config(tmp_path):
     assert "data_fields" in str(info.value) and str(path) in str(info.value) and "data_registry" not in str(info.value)
     other = tmp_path / "table.csv"
     pd.DataFrame({"x": [1], "y": [2]}).to_csv(other, index=False)
-    with pytest.raises(ValueError, match=r"table.csv'.*columns \['x', 'y'\].*verl: prompt.*flat: problem or question.*data_fields"):
+    with pytest.raises(
+        ValueError, match=r"table.csv'.*columns \['x', 'y'\].*verl: prompt.*flat: problem or question.*data_fields"
+    ):
         D.prepare(_cfg(tmp_path, eval_sets=[str(other)]), str(other))
     garbage = tmp_path / "garbage.parquet"
     garbage.write_text("not parquet")
@@ -222,7 +265,9 @@ def test_foreign_caches_say_what_is_wrong_and_how_to_fix_it(tmp_path):
 
     D.prepare(cfg, str(path))  # rebuilt
     (folder / "test.jsonl").write_text(json.dumps({**json.loads(lines[0]), "source": "x"}) + "\n" + lines[1] + "\n")
-    with pytest.raises(ValueError, match=r"test.jsonl line 1 has field\(s\) \['source'\] that a Problem does not have.*make data"):
+    with pytest.raises(
+        ValueError, match=r"test.jsonl line 1 has field\(s\) \['source'\] that a Problem does not have.*make data"
+    ):
         D.load_benchmark(cfg, str(path))
     row = json.loads(lines[0])
     del row["level"]
@@ -246,8 +291,10 @@ def test_a_training_file_as_the_task(tmp_path):
     assert {s: len(v) for s, v in splits.items()} == {"train": 35, "validation": 3, "test": 2}
     assert len({p.id for v in splits.values() for p in v}) == 40
     assert all(p.id.startswith("mydata-train-") for v in splits.values() for p in v)
-    relative = load_config(profile="smoke", overrides={"data_dir": str(tmp_path / "data"), "task": os.path.relpath(path),
-                                                       "n_validation": 3, "n_test": 2})
+    relative = load_config(
+        profile="smoke",
+        overrides={"data_dir": str(tmp_path / "data"), "task": os.path.relpath(path), "n_validation": 3, "n_test": 2},
+    )
     assert D.load_split(relative, "validation") == splits["validation"]  # the split does not depend on the spelling
     with pytest.raises(ValueError, match="split 'sft' does not exist"):
         D.load_split(cfg, "sft")
@@ -278,7 +325,9 @@ def test_make_data_with_six_benchmark_files(tmp_path, monkeypatch, capsys):
     assert out[0].startswith("data: data/arithmetic sft=2000")  # the task's own data, as before
     summary = {line.split(":")[1].strip(): line for line in out if line.startswith("data: ") and "kept" in line}
     assert list(summary) == list(SIX)
-    assert "aime24: 3 kept, 0 dropped  [benchmarks/aime24.parquet, verl layout -> data/cache/aime24]" in summary["aime24"]
+    assert (
+        "aime24: 3 kept, 0 dropped  [benchmarks/aime24.parquet, verl layout -> data/cache/aime24]" in summary["aime24"]
+    )
     assert "amc23: 2 kept, 1 dropped (unusable_gold 1)" in summary["amc23"]
     assert "math500: 3 kept, 1 dropped (duplicate 1)" in summary["math500"]
     assert "minerva: 3 kept, 1 dropped (unusable_gold 1), 1 alternative gold(s) dropped" in summary["minerva"]
@@ -291,7 +340,13 @@ def test_make_data_with_six_benchmark_files(tmp_path, monkeypatch, capsys):
     sets = D.evaluation_sets(cfg)
     assert list(sets) == list(SIX)  # named after the files' stems, in the order given
     assert {name: len(problems) for name, problems in sets.items()} == {
-        "aime24": 3, "aime25": 2, "amc23": 2, "math500": 3, "minerva": 3, "olympiadbench": 2}
+        "aime24": 3,
+        "aime25": 2,
+        "amc23": 2,
+        "math500": 3,
+        "minerva": 3,
+        "olympiadbench": 2,
+    }
     assert sets["minerva"][0].answer == ("0.01", "0.02") and sets["minerva"][2].answer == "7"
     assert sets["olympiadbench"][1].answer == ("3", "4")  # verl lists are alternatives, whatever the source
 
@@ -307,7 +362,9 @@ def test_evaluate_reports_your_files_in_the_benchmark_table(smoke_base, tmp_path
 
     root, base = smoke_base
     monkeypatch.chdir(tmp_path)
-    shutil.copytree(root / "runs" / "smoke" / "warmstart", tmp_path / "runs" / "smoke" / "warmstart")  # the base model only
+    shutil.copytree(
+        root / "runs" / "smoke" / "warmstart", tmp_path / "runs" / "smoke" / "warmstart"
+    )  # the base model only
     for name, golds in {"aime24": ["5", "12"], "minerva": [["0.01", "0.02"], ["7"]]}.items():
         _verl(name, golds).to_parquet(tmp_path / f"{name}.parquet")
     cfg = load_config(profile="smoke", overrides={**base, "eval_sets": "aime24.parquet,minerva.parquet"})

@@ -32,8 +32,15 @@ def _rows(name: str, split: str) -> list[dict]:
             {"question": "No marker?", "answer": "the answer is 3"},  # no '####': dropped
         ]
     if name == "math":
-        return [{"problem": q[i], "level": f"Level {1 + i % 5}", "type": "Algebra",
-                 "solution": f"Add one: $\\boxed{{{a[i]}}}$."} for i in range(12)] + [
+        return [
+            {
+                "problem": q[i],
+                "level": f"Level {1 + i % 5}",
+                "type": "Algebra",
+                "solution": f"Add one: $\\boxed{{{a[i]}}}$.",
+            }
+            for i in range(12)
+        ] + [
             {"problem": "Half?", "level": "Level ?", "type": "Algebra", "solution": "It is $\\boxed{\\frac{1}{2}}$."},
             {"problem": "Unboxed?", "level": "Level 2", "type": "Algebra", "solution": "no box here"},
         ]
@@ -44,21 +51,58 @@ def _rows(name: str, split: str) -> list[dict]:
             {"problem": "Set?", "answer": "\\{1,2\\}", "solution": "..."},
         ]
     if name == "numina_tir":
-        return [{"problem": q[i], "solution": f"```python\nprint({k + i}+1)\n```\nSo $\\boxed{{{a[i]}}}$",
-                 "messages": [{"role": "user", "content": q[i]}]} for i in range(12)]
+        return [
+            {
+                "problem": q[i],
+                "solution": f"```python\nprint({k + i}+1)\n```\nSo $\\boxed{{{a[i]}}}$",
+                "messages": [{"role": "user", "content": q[i]}],
+            }
+            for i in range(12)
+        ]
     if name == "dapo17k":
-        return [{"data_source": "math_dapo", "ability": "MATH",
-                 "prompt": [{"content": DAPO_HEAD + q[i % 6] + DAPO_TAIL, "role": "user"}],
-                 "reward_model": {"ground_truth": a[i % 6], "style": "rule"},
-                 "extra_info": {"index": f"id-{i % 6}"}} for i in range(12)]  # each problem twice
+        return [
+            {
+                "data_source": "math_dapo",
+                "ability": "MATH",
+                "prompt": [{"content": DAPO_HEAD + q[i % 6] + DAPO_TAIL, "role": "user"}],
+                "reward_model": {"ground_truth": a[i % 6], "style": "rule"},
+                "extra_info": {"index": f"id-{i % 6}"},
+            }
+            for i in range(12)
+        ]  # each problem twice
     if name == "math500":
-        return [{"problem": q[i], "solution": "...", "answer": a[i], "subject": "Algebra", "level": 1 + i % 5,
-                 "unique_id": f"test/algebra/{i}.json"} for i in range(6)] + [
-            {"problem": "Interval?", "solution": "...", "answer": "(0,1]", "subject": "Algebra", "level": 3,
-             "unique_id": "test/algebra/x.json"}]
+        return [
+            {
+                "problem": q[i],
+                "solution": "...",
+                "answer": a[i],
+                "subject": "Algebra",
+                "level": 1 + i % 5,
+                "unique_id": f"test/algebra/{i}.json",
+            }
+            for i in range(6)
+        ] + [
+            {
+                "problem": "Interval?",
+                "solution": "...",
+                "answer": "(0,1]",
+                "subject": "Algebra",
+                "level": 3,
+                "unique_id": "test/algebra/x.json",
+            }
+        ]
     if name == "aime24":
-        return [{"id": 60 + i, "problem": q[i], "solution": "...", "answer": a[i].zfill(3), "url": "https://x",
-                 "year": "2024"} for i in range(6)]
+        return [
+            {
+                "id": 60 + i,
+                "problem": q[i],
+                "solution": "...",
+                "answer": a[i].zfill(3),
+                "url": "https://x",
+                "year": "2024",
+            }
+            for i in range(6)
+        ]
     if name == "aime25":
         return [{"id": i, "problem": q[i], "answer": a[i]} for i in range(6)]
     if name == "amc23":
@@ -66,12 +110,32 @@ def _rows(name: str, split: str) -> list[dict]:
     if name == "minerva":
         return [{"question": q[i], "answer": a[i]} for i in range(5)] + [{"question": "Percent?", "answer": "50\\%"}]
     if name == "olympiadbench":
-        return [{"id": 2000 + i, "question": q[i], "solution": ["..."], "final_answer": [f"${a[i]}$"],
-                 "context": None, "is_multiple_answer": False, "unit": None, "answer_type": "Numerical",
-                 "subfield": "Algebra"} for i in range(5)] + [
-            {"id": 3000, "question": "Both roots?", "solution": ["..."], "final_answer": ["$2$", "$3$"],
-             "context": None, "is_multiple_answer": True, "unit": None, "answer_type": "Numerical",
-             "subfield": "Algebra"}]
+        return [
+            {
+                "id": 2000 + i,
+                "question": q[i],
+                "solution": ["..."],
+                "final_answer": [f"${a[i]}$"],
+                "context": None,
+                "is_multiple_answer": False,
+                "unit": None,
+                "answer_type": "Numerical",
+                "subfield": "Algebra",
+            }
+            for i in range(5)
+        ] + [
+            {
+                "id": 3000,
+                "question": "Both roots?",
+                "solution": ["..."],
+                "final_answer": ["$2$", "$3$"],
+                "context": None,
+                "is_multiple_answer": True,
+                "unit": None,
+                "answer_type": "Numerical",
+                "subfield": "Algebra",
+            }
+        ]
     raise KeyError(name)
 
 
@@ -118,8 +182,10 @@ def test_answer_formats_and_drops_are_counted(tmp_path):
     cfg = _cfg(tmp_path)
     for name in ("gsm8k", "math", "deepscaler", "dapo17k", "olympiadbench", "minerva", "math500"):
         D.prepare(cfg, name, data_files=_write(tmp_path, name))
-    answers = {name: {p.question: p.answer for p in _cached(cfg, name, next(iter(R.spec_of(name).splits.values())))}
-               for name in ("gsm8k", "math", "deepscaler", "olympiadbench", "minerva", "math500")}
+    answers = {
+        name: {p.question: p.answer for p in _cached(cfg, name, next(iter(R.spec_of(name).splits.values())))}
+        for name in ("gsm8k", "math", "deepscaler", "olympiadbench", "minerva", "math500")
+    }
     assert answers["gsm8k"]["Big one?"] == "1234"  # text after ####, thousands comma dropped
     assert answers["math"]["Half?"] == "\\frac{1}{2}"  # last \boxed{} of the solution
     assert answers["deepscaler"]["Set?"] == "\\{1,2\\}"
@@ -141,7 +207,12 @@ def test_answer_formats_and_drops_are_counted(tmp_path):
     assert "Broken gold?" not in answers["deepscaler"]  # never scored, not even 0
     # each drop is listed with its id, gold and why
     assert report("deepscaler")["dropped_problems"] == [
-        {"id": "deepscaler-train-00012", "reason": "duplicate", "gold": "1", "why": "same question as deepscaler-train-00000"},
+        {
+            "id": "deepscaler-train-00012",
+            "reason": "duplicate",
+            "gold": "1",
+            "why": "same question as deepscaler-train-00000",
+        },
         {"id": "deepscaler-train-00013", "reason": "unusable_gold", "gold": "+=", "why": "unparsable"},
     ]
     assert report("deepscaler")["kept"] == 13 and report("deepscaler")["rows"] == 15
@@ -158,7 +229,11 @@ def test_our_splits_of_a_training_set(tmp_path):
     cfg = _cfg(tmp_path, task="deepscaler", n_validation=2, n_test=1, n_train=0)
     D.prepare(cfg, "deepscaler", data_files=_write(tmp_path, "deepscaler"))
     splits = {s: D.load_split(cfg, s) for s in ("train", "validation", "test")}
-    assert {s: len(v) for s, v in splits.items()} == {"train": 11, "validation": 1, "test": 1}  # 13 kept; <= 1/10 held out
+    assert {s: len(v) for s, v in splits.items()} == {
+        "train": 11,
+        "validation": 1,
+        "test": 1,
+    }  # 13 kept; <= 1/10 held out
     ids = [p.id for v in splits.values() for p in v]
     assert len(ids) == len(set(ids)) == 13
     assert [p.id for p in D.load_split(cfg, "validation")] == [p.id for p in splits["validation"]]  # deterministic
@@ -179,7 +254,9 @@ def test_evaluation_sets(tmp_path):
     assert list(sets) == ["aime24", "amc23"] and len(sets["aime24"]) == 6
     with pytest.raises(ValueError, match="training set, not a benchmark"):
         D.load_benchmark(cfg, "gsm8k")
-    with pytest.raises(ValueError, match="unknown task 'aime24'; training sets: arithmetic, deepscaler.*put it in eval_sets"):
+    with pytest.raises(
+        ValueError, match="unknown task 'aime24'; training sets: arithmetic, deepscaler.*put it in eval_sets"
+    ):
         _cfg(tmp_path, task="aime24")  # a benchmark is no training set: refused with the config
     with pytest.raises(ValueError, match=r"unknown benchmark\(s\) \['gsm8k'\]"):
         _cfg(tmp_path, eval_sets=["gsm8k"])
@@ -252,7 +329,9 @@ def test_evaluate_notebook_on_benchmarks(tmp_path, monkeypatch):
     long = pd.read_csv(tables / "benchmarks.csv")
     assert sorted(long["benchmark"]) == ["aime24", "amc23"] and set(long["n_problems"]) == {6}
     evaluation = pd.read_csv(tables / "evaluation.csv")
-    assert list(evaluation.columns[:3]) == ["method", "seed", "checkpoint"] and {"pass@1", "pass@2", "greedy"} <= set(evaluation.columns)
+    assert list(evaluation.columns[:3]) == ["method", "seed", "checkpoint"] and {"pass@1", "pass@2", "greedy"} <= set(
+        evaluation.columns
+    )
     assert evaluation.loc[0, "pass@1"] == pytest.approx(long["pass@1"].mean())  # the Avg over benchmarks
     table = pd.read_csv(tables / "benchmarks_pass@1.csv", index_col=0)
     assert list(table.columns) == ["AIME24", "AMC23", "Avg"] and list(table.index) == ["base"]

@@ -44,8 +44,17 @@ CASES = {
     "gspo-M2-micro2-split": dict(method="gspo", minibatches_per_step=2, micro_batch_size=2),
 }
 # keys added after the recording (metrics only: no recorded value may change or go missing)
-ADDED_KEYS = {"train/grad_norm_max", *OFFPOLICY_KEYS, "eval/per_problem_correct", "eval/problem_ids",
-              "train/clip_bound_frac", "train/clip_threshold", "rollout", "length", "token_rollout"}
+ADDED_KEYS = {
+    "train/grad_norm_max",
+    *OFFPOLICY_KEYS,
+    "eval/per_problem_correct",
+    "eval/problem_ids",
+    "train/clip_bound_frac",
+    "train/clip_threshold",
+    "rollout",
+    "length",
+    "token_rollout",
+}
 # the recording's optimiser and sampling settings, pinned: the defaults moved to the release's
 # (AdamW betas (0.9, 0.999), weight decay 0.01, temperature 0.6) after it was made
 RECORDED_DEFAULTS = dict(adam_beta2=0.99, weight_decay=0.0, temperature=1.0, eval_temperature=1.0)
@@ -55,13 +64,23 @@ COMMON = dict(total_steps=2, eval_every=0, checkpoint_every=1, seed=3, **RECORDE
 def fixed_labels(texts, golds, truncated=None, **_):
     """Reward 1 where (row + response length) % 3 == 0: mixed and one-label groups alike."""
     r = torch.tensor([float((i + len(t)) % 3 == 0) for i, t in enumerate(texts)])
-    return r, {"correct": int(r.sum()), "wrong": int(len(r) - r.sum()), "parse_failure": 0, "truncated": 0, "timeout": 0}
+    return r, {
+        "correct": int(r.sum()),
+        "wrong": int(len(r) - r.sum()),
+        "parse_failure": 0,
+        "truncated": 0,
+        "timeout": 0,
+    }
 
 
 def _read(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.suffix == ".jsonl" else [json.loads(path.read_text())]
+    rows = (
+        [json.loads(line) for line in path.read_text().splitlines()]
+        if path.suffix == ".jsonl"
+        else [json.loads(path.read_text())]
+    )
     return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
 
 
@@ -102,7 +121,13 @@ def test_metrics_match_recorded_values(smoke_base, name, monkeypatch):
         for a, b in zip(got[file], rows):
             assert b.keys() <= a.keys() and a.keys() - b.keys() <= ADDED_KEYS, (name, file, sorted(set(a) ^ set(b)))
             for key in b:
-                assert a[key] == b[key], (name, file, a.get("step"), key, a[key] if not isinstance(a[key], list) else "list")
+                assert a[key] == b[key], (
+                    name,
+                    file,
+                    a.get("step"),
+                    key,
+                    a[key] if not isinstance(a[key], list) else "list",
+                )
 
 
 if __name__ == "__main__":

@@ -81,16 +81,23 @@ def test_gpu_memory_check_counts_trainer_reference_vllm_and_jobs(monkeypatch):
     params = 1_777_088_000
     real = load_config(profile="paper_small", overrides={"method": "real"})
     parts = M.memory_budget(real, params, training=True, total=141e9)
-    assert parts == {"weights": 4 * params, "gradients": 4 * params, "AdamW moments": 8 * params,
-                     "vLLM engine": int(0.3 * 141e9)}  # REAL: no KL, so no reference model
+    assert parts == {
+        "weights": 4 * params,
+        "gradients": 4 * params,
+        "AdamW moments": 8 * params,
+        "vLLM engine": int(0.3 * 141e9),
+    }  # REAL: no KL, so no reference model
     M.check_fits(real, params, training=True, source="r1")  # 28.4 + 42.3 GB of 140
     assert calls and str(calls[0]) == "cuda"
     grpo = load_config(profile="paper_small", overrides={"method": "grpo"})
     assert M.memory_budget(grpo, params, True, 141e9)["reference model"] == 4 * params
     M.check_fits(grpo, params, training=True, source="r1")  # + 7.1 GB reference model
     two = load_config(profile="paper_small", overrides={"method": "grpo", "concurrent_jobs": 2})
-    with pytest.raises(ValueError, match=r"2 job\(s\) x \(weights 6\.6 GiB .* reference model 6\.6 GiB \+ vLLM engine "
-                                         r"39\.4 GiB\) need about 145\.\d GiB, but cuda has 130\.4 GiB free.*JOBS=1"):
+    with pytest.raises(
+        ValueError,
+        match=r"2 job\(s\) x \(weights 6\.6 GiB .* reference model 6\.6 GiB \+ vLLM engine "
+        r"39\.4 GiB\) need about 145\.\d GiB, but cuda has 130\.4 GiB free.*JOBS=1",
+    ):
         M.check_fits(two, params, training=True, source="r1")
     _cuda_memory(monkeypatch, 60e9, 80e9)  # an H100 with 20 GB already taken
     with pytest.raises(ValueError, match="cuda has 55.9 GiB free"):
@@ -106,9 +113,12 @@ def test_gpu_profiles_run_one_job_at_a_time():
     assert gpu, "no CUDA profile under configs/"
     for profile in gpu:
         assert load_config(profile=profile).concurrent_jobs == 1, profile
-        db = subprocess.run(["make", "-pn", "reproduce", f"PROFILE={profile}"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout
-        assert re.search(r"^MAKEFLAGS = .*-j1\b", db, re.M), f"make reproduce PROFILE={profile} is not one job at a time"
+        db = subprocess.run(
+            ["make", "-pn", "reproduce", f"PROFILE={profile}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        assert re.search(r"^MAKEFLAGS = .*-j1\b", db, re.M), (
+            f"make reproduce PROFILE={profile} is not one job at a time"
+        )
         assert re.search(r"resume True .*concurrent_jobs=1$", db, re.M), "the runs' memory check must count the jobs"
 
 
@@ -138,11 +148,19 @@ def test_bf16_autocast_training_keeps_fp32_master_weights(smoke_cfg, monkeypatch
     seen = []
     real_autocast = M.autocast_forward
     monkeypatch.setattr(M, "autocast_dtype", lambda cfg: torch.bfloat16)  # the CUDA choice
-    monkeypatch.setattr(M, "autocast_forward", lambda model, device, dtype: seen.append(dtype) or real_autocast(model, device, dtype))
+    monkeypatch.setattr(
+        M, "autocast_forward", lambda model, device, dtype: seen.append(dtype) or real_autocast(model, device, dtype)
+    )
 
     def mixed_rewards(texts, golds, truncated=None, **_):
         r = torch.tensor([float(i % 2) for i in range(len(texts))])
-        return r, {"correct": int(r.sum()), "wrong": int(len(r) - r.sum()), "parse_failure": 0, "truncated": 0, "timeout": 0}
+        return r, {
+            "correct": int(r.sum()),
+            "wrong": int(len(r) - r.sum()),
+            "parse_failure": 0,
+            "truncated": 0,
+            "timeout": 0,
+        }
 
     monkeypatch.setattr(trainer_mod, "score_completions", mixed_rewards)
     cfg = smoke_cfg(method="grpo", out="runs/smoke/bf16", total_steps=2, eval_every=0, dtype="auto")
@@ -154,7 +172,9 @@ def test_bf16_autocast_training_keeps_fp32_master_weights(smoke_cfg, monkeypatch
         assert p.dtype == torch.float32, name  # master weights stay fp32
         assert not torch.equal(p, before[name]), f"{name} did not move"
     with torch.autocast("cpu", dtype=torch.bfloat16):  # and the forward really computes in bf16
-        assert after.model.layers[0].mlp.down_proj(torch.ones(1, after.config.intermediate_size)).dtype == torch.bfloat16
+        assert (
+            after.model.layers[0].mlp.down_proj(torch.ones(1, after.config.intermediate_size)).dtype == torch.bfloat16
+        )
 
 
 # ----------------------------------------------------------------------------- vLLM weight sync

@@ -44,7 +44,9 @@ def random_batch(G=6, n=5, T=9, seed=0, scale=0.3):
     rewards[0], rewards[1] = 1.0, 0.0
     rewards[2], rewards[2, 0] = 0.0, 1.0
     rewards[3], rewards[3, 0] = 1.0, 0.0
-    new, old, mask = ragged_logprobs(scale * torch.randn(B, generator=g, dtype=F64), torch.full((B,), scale, dtype=F64), T, g)
+    new, old, mask = ragged_logprobs(
+        scale * torch.randn(B, generator=g, dtype=F64), torch.full((B,), scale, dtype=F64), T, g
+    )
     return new.requires_grad_(), old, mask, rewards
 
 

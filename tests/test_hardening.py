@@ -1,18 +1,18 @@
 """Crashes, full disks and failures: nothing finished is lost, and every error says what to do.
 
-    1  SIGKILL inside a checkpoint write leaves the previous checkpoint usable; the half-written
-       ``ckpt_*.tmp-<pid>`` is ignored and removed by the next write.
-    2  An interrupted ``make reproduce`` (smoke profile, one run, in a copy of the tree) continues
-       where it stopped; finished stages are not redone.
-    3  A non-finite loss or gradient stops the run naming step, method and quantity; the checkpoint
-       before it loads, and metrics.jsonl has no row for the bad step.
-    4  A failing notebook names the notebook, the cell, the line and the copy to open; Make names
-       the stage and the target that failed.
-    5  A full disk during metric or checkpoint writes, and an unwritable output folder, give errors
-       that name the file or folder and the fix, with earlier rows and checkpoints intact. A real
-       small tmpfs is mounted when this process may mount (root in a container usually may);
-       otherwise the disk-full case is simulated at ``os.write``. Root ignores file permissions,
-       so "unwritable" is a read-only tmpfs or a file sitting where a folder is expected.
+1  SIGKILL inside a checkpoint write leaves the previous checkpoint usable; the half-written
+   ``ckpt_*.tmp-<pid>`` is ignored and removed by the next write.
+2  An interrupted ``make reproduce`` (smoke profile, one run, in a copy of the tree) continues
+   where it stopped; finished stages are not redone.
+3  A non-finite loss or gradient stops the run naming step, method and quantity; the checkpoint
+   before it loads, and metrics.jsonl has no row for the bad step.
+4  A failing notebook names the notebook, the cell, the line and the copy to open; Make names
+   the stage and the target that failed.
+5  A full disk during metric or checkpoint writes, and an unwritable output folder, give errors
+   that name the file or folder and the fix, with earlier rows and checkpoints intact. A real
+   small tmpfs is mounted when this process may mount (root in a container usually may);
+   otherwise the disk-full case is simulated at ``os.write``. Root ignores file permissions,
+   so "unwritable" is a read-only tmpfs or a file sitting where a folder is expected.
 """
 
 from __future__ import annotations
@@ -81,8 +81,6 @@ def tmpfs(path: Path, size: str, read_only: bool = False):
     finally:
         if ok:
             subprocess.run(["umount", str(path)], capture_output=True)
-
-
 
 
 def _failing_notebook(path: Path) -> Path:
@@ -185,7 +183,9 @@ def _make_tree(dest: Path) -> tuple[Path, Path]:
     for name in ("Makefile", "pyproject.toml"):
         shutil.copy2(ROOT / name, repo / name)
     for name in ("notebooks", "configs", "src", "requirements", "scripts"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", ".ipynb_checkpoints"))
+        shutil.copytree(
+            ROOT / name, repo / name, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", ".ipynb_checkpoints")
+        )
     return repo, standin_venv(venv)  # stamps newer than the copied requirements: set up
 
 
@@ -271,7 +271,9 @@ def test_nonfinite_stops_and_keeps_last_checkpoint(smoke_base, monkeypatch, quan
 
         monkeypatch.setattr(trainer_mod, "backward_in_micro_batches", poisoned)
     out = f"runs/smoke/nonfinite-{quantity.replace(' ', '-')}"
-    cfg = load_config(profile="smoke", overrides={**base, "method": "real", "out": out, "total_steps": 4, "eval_every": 1})
+    cfg = load_config(
+        profile="smoke", overrides={**base, "method": "real", "out": out, "total_steps": 4, "eval_every": 1}
+    )
     with pytest.raises(trainer_mod.TrainingDiverged) as err:
         trainer_mod.train(cfg, progress=False)
     run = root / out
@@ -401,7 +403,9 @@ def test_unwritable_run_folder_is_named(smoke_base, tmp_path):
     res = subprocess.run([sys.executable, "-m", "rewards_as_labels", "train", "--profile", "smoke", "--out", str(target),
                           "--data_dir", base["data_dir"]],
                          capture_output=True, text=True, cwd=root, env=make_env())  # fmt: skip
-    assert res.returncode == 2 and f"run folder {target} is not writable" in res.stderr and "Traceback" not in res.stderr
+    assert (
+        res.returncode == 2 and f"run folder {target} is not writable" in res.stderr and "Traceback" not in res.stderr
+    )
     # a folder that exists but cannot be written: read-only tmpfs when root can mount, else chmod for non-root
     locked = tmp_path / "locked"
     with tmpfs(locked, "64k", read_only=True) as mounted:

@@ -35,6 +35,7 @@ def import_graph() -> dict[str, set[str]]:
 
 def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     """Groups of modules that reach each other through imports (strongly connected, size > 1)."""
+
     def reach(start):
         seen, todo = set(), [start]
         while todo:

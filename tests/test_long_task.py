@@ -77,20 +77,26 @@ def test_long_splits_are_disjoint_and_the_plain_format_is_unchanged(tmp_path):
     questions = {split: {p.question for p in probs} for split, probs in generate_splits(cfg).items()}
     names = list(questions)
     for i, s1 in enumerate(names):
-        for s2 in names[i + 1:]:
+        for s2 in names[i + 1 :]:
             assert not questions[s1] & questions[s2]
     assert generator_params(cfg)["solution_format"] == "columns"
     # the plain task's manifest has no new key, so data written before the option stays current
     plain = load_config(profile="smoke")
-    assert "solution_format" not in generator_params(plain) and target_text(plain, generate_splits(plain)["test"][0]).isdigit()
+    assert (
+        "solution_format" not in generator_params(plain)
+        and target_text(plain, generate_splits(plain)["test"][0]).isdigit()
+    )
     # and the two profiles' data live in different folders
     assert load_config(profile="long").data_dir != load_config(profile="tiny").data_dir
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"solution_format": "steps"}, "solution_format='steps'"),
-    ({"operations": "+-"}, "operations must be '\\+'"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"solution_format": "steps"}, "solution_format='steps'"),
+        ({"operations": "+-"}, "operations must be '\\+'"),
+    ],
+)
 def test_bad_solution_format_is_a_clear_error(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         generator_params(_long(tmp_path, **overrides))
@@ -121,14 +127,38 @@ def test_warm_start_labels_cover_the_whole_solution(tmp_path):
 def test_long_profile_trains_two_steps_through_the_cli(tmp_path):
     """data, warm start and 2 RL steps of the long profile (small sizes), as `make` runs them."""
     small = [f"{k}={v}" for k, v in SMALL.items()] + [
-        f"data_dir={tmp_path / 'data'}", "warmstart_steps=100", "warmstart_batch_size=32", "warmstart_warmup=10",
-        "prompts_per_step=4", "rollouts_per_prompt=4", "minibatches_per_step=4", "total_steps=2",
-        "eval_every=1", "eval_prompts=4", "eval_samples=2", "checkpoint_every=2",
+        f"data_dir={tmp_path / 'data'}",
+        "warmstart_steps=100",
+        "warmstart_batch_size=32",
+        "warmstart_warmup=10",
+        "prompts_per_step=4",
+        "rollouts_per_prompt=4",
+        "minibatches_per_step=4",
+        "total_steps=2",
+        "eval_every=1",
+        "eval_prompts=4",
+        "eval_samples=2",
+        "checkpoint_every=2",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     for command in ("data", "warmstart", "train"):
-        out = subprocess.run([sys.executable, "-m", "rewards_as_labels", command, "--profile", "long", "--no-progress",
-                              "method=grpo", *small], cwd=tmp_path, env=env, capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rewards_as_labels",
+                command,
+                "--profile",
+                "long",
+                "--no-progress",
+                "method=grpo",
+                *small,
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
     run = tmp_path / "runs" / "long" / "grpo-s0"
     final = json.loads((run / "final.json").read_text())

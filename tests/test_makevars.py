@@ -61,7 +61,11 @@ def test_model_and_data_overrides_get_their_own_run_folder(tmp_path):
     run = "runs/tiny+Qwen2.5-Math-1.5B+gsm8k"
     assert (v["TAG"], v["RUN"]) == ("+Qwen2.5-Math-1.5B+gsm8k", run)
     assert parse_overrides(shlex.split(v["OVERRIDES"])) == {
-        "model": "Qwen/Qwen2.5-Math-1.5B", "task": "gsm8k", "eval_sets": evals, "run_root": run}
+        "model": "Qwen/Qwen2.5-Math-1.5B",
+        "task": "gsm8k",
+        "eval_sets": evals,
+        "run_root": run,
+    }
     assert v["DATA_STAMP"] == f"{run}/stamps/data-aime24-mine"  # a file by its stem (data.data_name)
     assert f"$(wildcard {bench / 'mine.parquet'})" in v["DATA_FILES"] and "aime24" not in v["DATA_FILES"]
     assert _own(mv, "TRAIN_RUN") == {f"{run}/grpo-s7/final.json": {"RUN_METHOD": "grpo", "RUN_SEED": "7"}}
@@ -85,12 +89,15 @@ def test_a_sweep_runs_on_its_grids_profile_with_each_runs_overrides():
         makevars("tiny", sweep="nope")
 
 
-@pytest.mark.parametrize("given, message", [
-    ({"methods": "real foo"}, r"METHODS='real foo': unknown 'foo'; valid: real, grad"),
-    ({"seeds": "0 x"}, r"SEEDS='0 x': 'x' is not a whole number"),
-    ({"method": "real grpo"}, r"METHOD='real grpo': give exactly one value"),
-    ({"jobs": "0"}, r"JOBS='0': the number of jobs at once must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"methods": "real foo"}, r"METHODS='real foo': unknown 'foo'; valid: real, grad"),
+        ({"seeds": "0 x"}, r"SEEDS='0 x': 'x' is not a whole number"),
+        ({"method": "real grpo"}, r"METHOD='real grpo': give exactly one value"),
+        ({"jobs": "0"}, r"JOBS='0': the number of jobs at once must be >= 1"),
+    ],
+)
 def test_bad_variables_are_named(given, message):
     with pytest.raises(ValueError, match=message):
         makevars("tiny", **given)
@@ -113,8 +120,14 @@ def test_the_file_names_its_own_prerequisites_and_escapes_make_syntax(tmp_path, 
 
 # ----------------------------------------------------------------------------- the Makefile
 def _make(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", *args, "ACCEL=cpu"], cwd=cwd, capture_output=True,
-                          text=True, env=make_env(), timeout=300)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args, "ACCEL=cpu"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=make_env(),
+        timeout=300,
+    )
 
 
 def test_the_makefile_reads_no_yaml_and_never_reenters_itself():
@@ -123,8 +136,9 @@ def test_the_makefile_reads_no_yaml_and_never_reenters_itself():
 
 
 @needs_make
-@pytest.mark.parametrize("goal", [["reproduce"], ["sweep", "SWEEP=smoke"], ["study", "STUDY=smoke"],
-                                  ["train-all", "PROFILE=smollm2"]])
+@pytest.mark.parametrize(
+    "goal", [["reproduce"], ["sweep", "SWEEP=smoke"], ["study", "STUDY=smoke"], ["train-all", "PROFILE=smollm2"]]
+)
 def test_one_make_no_jobserver_warning_no_undefined_variable(tmp_path, goal):
     venv = standin_venv(tmp_path / "venv")
     res = _make("--warn-undefined-variables", "-n", *goal, f"VENV={venv}")

@@ -35,8 +35,13 @@ LENGTHS = [3, 2, 1, 3]
 def hand_made_batch() -> MiniBatch:
     lp = torch.tensor(LP, dtype=torch.float64)
     mask = torch.arange(3)[None, :] < torch.tensor(LENGTHS)[:, None]
-    return MiniBatch(lp, torch.zeros_like(lp), mask, torch.tensor([[1.0, 1.0, 0.0, 0.0]]),
-                     torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=torch.float64))
+    return MiniBatch(
+        lp,
+        torch.zeros_like(lp),
+        mask,
+        torch.tensor([[1.0, 1.0, 0.0, 0.0]]),
+        torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=torch.float64),
+    )
 
 
 def test_new_offpolicy_stats_on_a_hand_made_batch():
@@ -63,8 +68,13 @@ def test_new_offpolicy_stats_on_a_hand_made_batch():
 
 
 def test_new_keys_are_declared_and_reduced():
-    for key in ("offpolicy/grpo_token/neg_top1pct_share", "offpolicy/s_token_spread", "offpolicy/s_token_spread_ratio",
-                "offpolicy/grpo_token/pos_corr_w_s_within", "offpolicy/grpo_token/pos_zeroed_frac"):
+    for key in (
+        "offpolicy/grpo_token/neg_top1pct_share",
+        "offpolicy/s_token_spread",
+        "offpolicy/s_token_spread_ratio",
+        "offpolicy/grpo_token/pos_corr_w_s_within",
+        "offpolicy/grpo_token/pos_zeroed_frac",
+    ):
         assert key in OFFPOLICY_KEYS and key in STEP_REDUCERS
     assert set(offpolicy_stats(Config(), hand_made_batch())) <= set(OFFPOLICY_KEYS)
 
@@ -92,8 +102,13 @@ def test_padding_does_not_change_the_offpolicy_stats():
     adv = torch.tensor([0.5, 0.5, 0.5, -1.5], dtype=torch.float64)
     mb = MiniBatch(lp, mb.old_logprobs, mb.mask, torch.tensor([[1.0, 1.0, 1.0, 0.0]]), adv)  # 3 positives: pos_corr_w_s
     pad = torch.full((4, 3), 9.0, dtype=torch.float64)
-    wide = MiniBatch(torch.cat([mb.logprobs, pad], 1), torch.cat([mb.old_logprobs, pad * 0], 1),
-                     torch.cat([mb.mask, pad.bool() & False], 1), mb.rewards, mb.advantages)
+    wide = MiniBatch(
+        torch.cat([mb.logprobs, pad], 1),
+        torch.cat([mb.old_logprobs, pad * 0], 1),
+        torch.cat([mb.mask, pad.bool() & False], 1),
+        mb.rewards,
+        mb.advantages,
+    )
     short, long = offpolicy_stats(Config(), mb), offpolicy_stats(Config(), wide)
     assert "offpolicy/grpo_token/pos_corr_w_s" in short
     assert short.keys() == long.keys() and all(short[k] == pytest.approx(long[k]) for k in short)
@@ -113,8 +128,9 @@ def _samples_frames(ws: dict, method: str = "grpo", step: int = 0) -> tuple[pd.D
     """What results.load_weight_samples makes of one weight_samples record."""
     key = {"method": method, "seed": 0, "step": step}
     roll = pd.DataFrame({k: ws[k] for k in ("s", "label", "w_real", "w_grad", "rollout", "length")}).assign(**key)
-    tok = pd.DataFrame({"s_token": ws["s_token"], "a_token": ws["a_token"], "w_grpo": ws["w_grpo"],
-                        "rollout": ws["token_rollout"]}).assign(**key)
+    tok = pd.DataFrame(
+        {"s_token": ws["s_token"], "a_token": ws["a_token"], "w_grpo": ws["w_grpo"], "rollout": ws["token_rollout"]}
+    ).assign(**key)
     return roll, tok
 
 
@@ -137,8 +153,13 @@ def test_weight_samples_join_tokens_to_rollouts_and_agree_with_the_scalars():
 
 def test_one_label_groups_are_left_out_of_the_samples():
     lp = torch.tensor([[0.1], [0.2], [0.3], [0.4]], dtype=torch.float64)
-    mb = MiniBatch(lp, torch.zeros_like(lp), torch.ones(4, 1, dtype=torch.bool), torch.tensor([[1.0, 1.0], [1.0, 0.0]]),
-                   torch.tensor([0.0, 0.0, 1.0, -1.0], dtype=torch.float64))
+    mb = MiniBatch(
+        lp,
+        torch.zeros_like(lp),
+        torch.ones(4, 1, dtype=torch.bool),
+        torch.tensor([[1.0, 1.0], [1.0, 0.0]]),
+        torch.tensor([0.0, 0.0, 1.0, -1.0], dtype=torch.float64),
+    )
     ws = weight_samples(Config(), mb)
     assert ws["rollout"] == [2, 3] and ws["token_rollout"] == [2, 3]  # rows of the mini-batch, as in the tokens
 
@@ -175,12 +196,16 @@ def test_binned_means_and_band():
 
 
 def test_mechanism_table_and_curves():
-    metrics = pd.DataFrame({
-        "run": ["grpo-s0"] * 3 + ["grpo-s1"] * 3 + ["real-s0"] * 3, "method": ["grpo"] * 6 + ["real"] * 3,
-        "seed": [0] * 3 + [1] * 3 + [0] * 3, "step": [0, 1, 2] * 3,
-        "offpolicy/s_abs_max": [0.1, 0.3, np.nan, 0.2, 0.2, 0.2, np.nan, np.nan, np.nan],  # real-s0: M = 1
-        "policy/entropy": [1.0, 0.5, 0.1, 1.0, 0.7, 0.4, 1.0, 1.0, 1.0],
-    })
+    metrics = pd.DataFrame(
+        {
+            "run": ["grpo-s0"] * 3 + ["grpo-s1"] * 3 + ["real-s0"] * 3,
+            "method": ["grpo"] * 6 + ["real"] * 3,
+            "seed": [0] * 3 + [1] * 3 + [0] * 3,
+            "step": [0, 1, 2] * 3,
+            "offpolicy/s_abs_max": [0.1, 0.3, np.nan, 0.2, 0.2, 0.2, np.nan, np.nan, np.nan],  # real-s0: M = 1
+            "policy/entropy": [1.0, 0.5, 0.1, 1.0, 0.7, 0.4, 1.0, 1.0, 1.0],
+        }
+    )
     table = MX.mechanism_table(metrics).set_index(["metric", "method"])
     # grpo-s0: mean of its 2 logged steps 0.2; grpo-s1: 0.2 -> mean 0.2, sd 0, 2 runs, 5 off-policy steps
     assert table.loc[("offpolicy/s_abs_max", "grpo"), "mean"] == pytest.approx(0.2)

@@ -21,8 +21,13 @@ def pair(s: float = 0.1) -> MiniBatch:
     """One group (+, -) of one-token rollouts with s = (+s, -s), A = (+1, -1)."""
     old = torch.tensor([[-1.0], [-2.0]], dtype=F64)
     lp = (old + torch.tensor([[s], [-s]], dtype=F64)).requires_grad_()
-    return MiniBatch(lp, old, torch.ones(2, 1, dtype=torch.bool), torch.tensor([[1.0, 0.0]], dtype=F64),
-                     torch.tensor([1.0, -1.0], dtype=F64))
+    return MiniBatch(
+        lp,
+        old,
+        torch.ones(2, 1, dtype=torch.bool),
+        torch.tensor([[1.0, 0.0]], dtype=F64),
+        torch.tensor([1.0, -1.0], dtype=F64),
+    )
 
 
 # tau = .5 -> z = s/tau = (.2, -.2); GRPO/DAPO clip: rho = e^{+-.1} in (.8, 1.2), nothing cut;
@@ -60,10 +65,18 @@ def test_policy_loss_cut_is_the_clip_of_its_own_ratios(method):
     cfg = Config()
     mb = pair(0.5)
     _, cut = policy_loss(cfg, mb, method)
-    low, high = {"grpo": (cfg.clip_eps, cfg.clip_eps), "dapo": (cfg.dapo_clip_low, cfg.dapo_clip_high),
-                 "gspo": (cfg.gspo_clip_low, cfg.gspo_clip_high)}[method]
+    low, high = {
+        "grpo": (cfg.clip_eps, cfg.clip_eps),
+        "dapo": (cfg.dapo_clip_low, cfg.dapo_clip_high),
+        "gspo": (cfg.gspo_clip_low, cfg.gspo_clip_high),
+    }[method]
     log_ratio = (mb.logprobs - mb.old_logprobs).detach()  # [B, T]; GSPO's sequence score is the same here (T = 1)
-    _, want = clipped_surrogate(log_ratio if method != "gspo" else log_ratio[:, 0], mb.advantages[:, None] if method != "gspo" else mb.advantages, low, high)
+    _, want = clipped_surrogate(
+        log_ratio if method != "gspo" else log_ratio[:, 0],
+        mb.advantages[:, None] if method != "gspo" else mb.advantages,
+        low,
+        high,
+    )
     assert torch.equal(cut, want) and cut.any()
     # A = +1 with rho = e^{.5} > 1 + eps and A = -1 with rho = e^{-.5} < 1 - eps: both cut
     assert clip_fraction(cut, mb.mask) == 1.0
@@ -91,11 +104,19 @@ def test_weight_stats_on_policy_hand():
     # -> positives (1/3)/sqrt(1/3) = .57735, the negative (2/3)/sqrt(1/3) = 1.1547.
     # An all-correct group is left out of every statistic (no signal, A = 0).
     stats = weight_stats(Config(tau=0.5), group_batch([[1, 1, 0], [1, 1, 1]]))
-    want = {"weights/real/pos": 2 / 3, "weights/real/neg": 1.0, "weights/grad/pos": 1.0, "weights/grad/neg": 1.0,
-            "weights/grpo_token/pos": 1 / math.sqrt(3), "weights/grpo_token/neg": 2 / math.sqrt(3)}
+    want = {
+        "weights/real/pos": 2 / 3,
+        "weights/real/neg": 1.0,
+        "weights/grad/pos": 1.0,
+        "weights/grad/neg": 1.0,
+        "weights/grpo_token/pos": 1 / math.sqrt(3),
+        "weights/grpo_token/neg": 2 / math.sqrt(3),
+    }
     assert set(stats) == {f"{k}_{m}" for k in want for m in ("mean", "max")}
     for key, value in want.items():
-        assert stats[f"{key}_mean"] == pytest.approx(value, rel=1e-5) and stats[f"{key}_max"] == pytest.approx(value, rel=1e-5)
+        assert stats[f"{key}_mean"] == pytest.approx(value, rel=1e-5) and stats[f"{key}_max"] == pytest.approx(
+            value, rel=1e-5
+        )
 
 
 def test_weight_stats_without_mixed_groups_is_empty():
@@ -110,7 +131,9 @@ def test_weight_stats_reuses_the_grpo_loss_mask():
     assert cut.any() and not cut.all()
     assert weight_stats(cfg, mb, cut) == weight_stats(cfg, mb)
     # A = +-sqrt(3)/2 (mean .5, std 1/sqrt(3)); positives: s = .5 cut (> log 1.2), s = -.05 -> e^{-.05} sqrt(3)/2
-    assert weight_stats(cfg, mb)["weights/grpo_token/pos_max"] == pytest.approx(math.exp(-0.05) * math.sqrt(3) / 2, rel=1e-5)
+    assert weight_stats(cfg, mb)["weights/grpo_token/pos_max"] == pytest.approx(
+        math.exp(-0.05) * math.sqrt(3) / 2, rel=1e-5
+    )
 
 
 def test_weight_samples_match_the_stats():

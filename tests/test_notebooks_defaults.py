@@ -26,8 +26,17 @@ from rewards_as_labels.config import PACKAGE_PROFILES
 from rewards_as_labels.tools.notebook import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["01_derivations", "02_autograd_verification", "03_train", "04_evaluate", "05_figures", "06_stability",
-         "07_mechanism", "08_protocols", "09_claims"]
+ORDER = [
+    "01_derivations",
+    "02_autograd_verification",
+    "03_train",
+    "04_evaluate",
+    "05_figures",
+    "06_stability",
+    "07_mechanism",
+    "08_protocols",
+    "09_claims",
+]
 
 
 def test_the_documented_order_covers_every_notebook():
@@ -60,7 +69,9 @@ def test_each_notebook_runs_from_its_defaults(tmp_path, monkeypatch):
             for run, overrides in runs(load_grid("tiny-clip")):
                 args = [f"{k}={v}" for k, v in overrides.items()]
                 assert cli(["test", *args, f"out=runs/tiny/sweep/{run}"]) in (0, None)
-        out = run_notebook(ROOT / "notebooks" / f"{name}.ipynb", tmp_path / "executed" / f"{name}.ipynb", progress=False)
+        out = run_notebook(
+            ROOT / "notebooks" / f"{name}.ipynb", tmp_path / "executed" / f"{name}.ipynb", progress=False
+        )
         nb = nbformat.read(out, as_version=4)
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert not injected, f"{name}: parameters were injected"

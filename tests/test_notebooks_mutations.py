@@ -56,8 +56,9 @@ MUTATIONS = [
 @pytest.mark.parametrize("formula, line, broken, check", MUTATIONS, ids=[m[0] for m in MUTATIONS])
 def test_derivations_notebook_fails_when_a_new_formula_breaks(tmp_path, monkeypatch, formula, line, broken, check):
     src = tmp_path / "src"
-    shutil.copytree(ROOT / "src" / "rewards_as_labels", src / "rewards_as_labels",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "src" / "rewards_as_labels", src / "rewards_as_labels", ignore=shutil.ignore_patterns("__pycache__")
+    )
     symbolic = src / "rewards_as_labels" / "symbolic.py"
     text = symbolic.read_text()
     assert text.count(line) == 1, f"{formula}: the line to mutate is gone from symbolic.py: {line!r}"
@@ -68,8 +69,12 @@ def test_derivations_notebook_fails_when_a_new_formula_breaks(tmp_path, monkeypa
         papermill.execute_notebook(
             str(ROOT / "notebooks" / "01_derivations.ipynb"),
             str(tmp_path / "executed.ipynb"),
-            parameters={"profile": "smoke", "overrides": {"run_root": str(tmp_path / "run")},
-                        "n_points": 10, "group": "++--"},
+            parameters={
+                "profile": "smoke",
+                "overrides": {"run_root": str(tmp_path / "run")},
+                "n_points": 10,
+                "group": "++--",
+            },
             kernel_name="python3",
             progress_bar=False,
         )

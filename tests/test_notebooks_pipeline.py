@@ -26,8 +26,12 @@ def test_train_evaluate_figures_on_smoke(tmp_path, monkeypatch):
     warmstart(cfg)
     out = tmp_path / "runs/smoke/notebooks"
     for method in ("real", "grpo"):
-        run_notebook(NB / "03_train.ipynb", out / f"03_train-{method}-s0.ipynb",
-                     {"profile": "smoke", "method": method, "seed": 0}, progress=False)
+        run_notebook(
+            NB / "03_train.ipynb",
+            out / f"03_train-{method}-s0.ipynb",
+            {"profile": "smoke", "method": method, "seed": 0},
+            progress=False,
+        )
         assert (tmp_path / f"runs/smoke/{method}-s0/final.json").is_file()
     run_notebook(NB / "04_evaluate.ipynb", out / "04_evaluate.ipynb", {"profile": "smoke"}, progress=False)
     evaluation = pd.read_csv(tmp_path / "runs/smoke/tables/evaluation.csv")
@@ -36,13 +40,24 @@ def test_train_evaluate_figures_on_smoke(tmp_path, monkeypatch):
     assert evaluation["pass@1"].between(0, 1).all()
     # per-problem counts: the same test problems for every model, summing to each model's pass@1
     per_problem = pd.read_csv(tmp_path / "runs/smoke/tables/per_problem.csv", dtype={"seed": str})
-    assert per_problem.groupby("method").size().to_dict() == {"base": cfg.n_test, "grpo": cfg.n_test, "real": cfg.n_test}
-    by_model = per_problem.groupby(["method", "seed"]).apply(lambda g: g.correct.sum() / g.samples.sum(), include_groups=False)
+    assert per_problem.groupby("method").size().to_dict() == {
+        "base": cfg.n_test,
+        "grpo": cfg.n_test,
+        "real": cfg.n_test,
+    }
+    by_model = per_problem.groupby(["method", "seed"]).apply(
+        lambda g: g.correct.sum() / g.samples.sum(), include_groups=False
+    )
     assert by_model.loc["real", "0"] == pytest.approx(evaluation.set_index("method").loc["real", "pass@1"])
 
     run_notebook(NB / "05_figures.ipynb", out / "05_figures.ipynb", {"profile": "smoke"}, progress=False)
     figures = tmp_path / "runs/smoke/figures"
-    for name in ("training_curves", "gradient_magnitude_empirical", "gradient_weights_over_training", "final_pass_at_1"):
+    for name in (
+        "training_curves",
+        "gradient_magnitude_empirical",
+        "gradient_weights_over_training",
+        "final_pass_at_1",
+    ):
         assert (figures / f"{name}.png").stat().st_size > 10_000
         assert (figures / f"{name}.pdf").is_file()
     table = pd.read_csv(tmp_path / "runs/smoke/tables/comparison.csv", index_col=0)
@@ -50,7 +65,11 @@ def test_train_evaluate_figures_on_smoke(tmp_path, monkeypatch):
     # one seed per method: a value with no spread is printed alone, never as "± 0.000"
     assert "±" not in (tmp_path / "runs/smoke/tables/comparison.md").read_text()
     # the paired interval of REAL - GRPO, and a verdict (which one, the smoke run does not decide)
-    assert table.loc["real", "vs grpo"] in {"cannot be told apart at this budget", "real better than grpo", "grpo better than real"}
+    assert table.loc["real", "vs grpo"] in {
+        "cannot be told apart at this budget",
+        "real better than grpo",
+        "grpo better than real",
+    }
     assert table.loc["grpo", "vs grpo"] == "(reference)"
     assert table.loc["real", "pass@1"] == pytest.approx(evaluation.set_index("method").loc["real", "pass@1"], abs=5e-4)
     # held-out curves end at the trained policy: final.json is the last row of each run

@@ -51,7 +51,9 @@ def token_batch(rewards, T=5, seed=0, scale=0.3, dtype=F64):
     """Random ragged token batch for ``rewards`` [G, n] (``toy.ragged_logprobs``): scores ~ N(0, scale^2)."""
     g = torch.Generator().manual_seed(seed)
     B = rewards.numel()
-    new, old, mask = ragged_logprobs(scale * torch.randn(B, generator=g, dtype=F64), torch.full((B,), scale, dtype=F64), T, g, dtype)
+    new, old, mask = ragged_logprobs(
+        scale * torch.randn(B, generator=g, dtype=F64), torch.full((B,), scale, dtype=F64), T, g, dtype
+    )
     return new.requires_grad_(), old, mask
 
 
@@ -477,9 +479,7 @@ def test_mask_shape_mismatch_raises(name):
         _token_call(name, lp, lp, torch.ones(3, 5))
 
 
-@pytest.mark.parametrize(
-    "name", ["sequence_scores", "grpo", "dapo", "gspo", "kl_penalty"]
-)
+@pytest.mark.parametrize("name", ["sequence_scores", "grpo", "dapo", "gspo", "kl_penalty"])
 @pytest.mark.parametrize("which", ["logprobs", "old_logprobs"])
 @pytest.mark.parametrize("bad", [float("nan"), float("-inf")])
 def test_non_finite_logprobs_at_masked_positions_raise(name, which, bad):
@@ -490,9 +490,7 @@ def test_non_finite_logprobs_at_masked_positions_raise(name, which, bad):
         _token_call(name, lp, old, torch.tensor([[1, 0, 0], [1, 1, 0]]))
 
 
-@pytest.mark.parametrize(
-    "name", ["sequence_scores", "grpo", "dapo", "gspo", "kl_penalty"]
-)
+@pytest.mark.parametrize("name", ["sequence_scores", "grpo", "dapo", "gspo", "kl_penalty"])
 def test_logprob_shape_mismatch_raises(name):
     with pytest.raises(ValueError, match="differ"):
         _token_call(name, torch.zeros(2, 3, dtype=F64), torch.zeros(1, 3, dtype=F64), torch.ones(2, 3))

@@ -46,7 +46,10 @@ def test_pairing_matters():
     # resampled independently, the difficulty noise swamps the 2 points; paired, it cancels
     b = _difficulty(problems=100)
     a = b + 0.02
-    paired, unpaired = paired_bootstrap(a, b, hierarchical=False), paired_bootstrap(a, b, paired=False, hierarchical=False)
+    paired, unpaired = (
+        paired_bootstrap(a, b, hierarchical=False),
+        paired_bootstrap(a, b, paired=False, hierarchical=False),
+    )
     assert paired["low"] > 0
     assert unpaired["low"] < 0 < unpaired["high"]
 
@@ -58,11 +61,14 @@ def test_deterministic_given_seed():
     assert (r1["low"], r1["high"]) == (r2["low"], r2["high"]) != (r3["low"], r3["high"])
 
 
-@pytest.mark.parametrize("a, b, match", [
-    (np.zeros((2, 5)), np.zeros((3, 5)), "one shape"),
-    (np.zeros((2, 5)), np.zeros((2, 4)), "one shape"),
-    (np.full((2, 5), np.nan), np.zeros((2, 5)), "finite"),
-])
+@pytest.mark.parametrize(
+    "a, b, match",
+    [
+        (np.zeros((2, 5)), np.zeros((3, 5)), "one shape"),
+        (np.zeros((2, 5)), np.zeros((2, 4)), "one shape"),
+        (np.full((2, 5), np.nan), np.zeros((2, 5)), "finite"),
+    ],
+)
 def test_mismatched_arrays_are_refused(a, b, match):
     with pytest.raises(ValueError, match=match):
         paired_bootstrap(a, b)
@@ -74,8 +80,17 @@ def _per_problem(methods=("grpo", "real"), seeds=("0", "1", "2"), problems=50, s
     for m in methods:
         vals = b + (shift or {}).get(m, 0.0)
         for i, s in enumerate(seeds):
-            rows.append(pd.DataFrame({"method": m, "seed": s, "benchmark": "test",
-                                      "problem_id": [f"p{j}" for j in range(problems)], "pass@1": vals[i]}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "method": m,
+                        "seed": s,
+                        "benchmark": "test",
+                        "problem_id": [f"p{j}" for j in range(problems)],
+                        "pass@1": vals[i],
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -104,7 +119,10 @@ def test_several_benchmarks_are_macro_averaged():
     two = pd.concat([one, _per_problem(shift={"real": 0.3}).assign(benchmark="other")], ignore_index=True)
     table = paired_difference_table(two, n_boot=500)
     assert table.loc["real", "diff"] == pytest.approx(0.2)  # (0.1 + 0.3) / 2, whatever each set's size
-    assert table.loc["real", "low"] <= 0.2 <= table.loc["real", "high"] and table.loc["real", "verdict"] == "real better than grpo"
+    assert (
+        table.loc["real", "low"] <= 0.2 <= table.loc["real", "high"]
+        and table.loc["real", "verdict"] == "real better than grpo"
+    )
 
 
 def test_missing_per_problem_table_names_the_fix(tmp_path):
@@ -129,7 +147,11 @@ def test_hierarchical_interval_widens_when_seeds_disagree():
     # resampling seeds sees the disagreement; a problems-only bootstrap cannot
     assert width["disagree", True] > 5 * width["disagree", False]
     assert width["disagree", True] > 5 * width["agree", True]
-    assert paired_bootstrap(disagree, b, hierarchical=True)["low"] < 0 < paired_bootstrap(disagree, b, hierarchical=False)["low"]
+    assert (
+        paired_bootstrap(disagree, b, hierarchical=True)["low"]
+        < 0
+        < paired_bootstrap(disagree, b, hierarchical=False)["low"]
+    )
 
 
 def test_hierarchical_with_one_seed_is_the_problem_bootstrap_in_distribution():

@@ -31,15 +31,17 @@ logits = st.one_of(  # z = s / tau: mostly moderate, with the extremes and exact
 def label_row(n):
     pattern = st.sampled_from(["all-correct", "all-wrong", "one-positive", "one-negative", "random"])
     return pattern.flatmap(
-        lambda p: st.just([True] * n)
-        if p == "all-correct"
-        else st.just([False] * n)
-        if p == "all-wrong"
-        else st.permutations([True] + [False] * (n - 1))
-        if p == "one-positive"
-        else st.permutations([False] + [True] * (n - 1))
-        if p == "one-negative"
-        else st.lists(st.booleans(), min_size=n, max_size=n)
+        lambda p: (
+            st.just([True] * n)
+            if p == "all-correct"
+            else st.just([False] * n)
+            if p == "all-wrong"
+            else st.permutations([True] + [False] * (n - 1))
+            if p == "one-positive"
+            else st.permutations([False] + [True] * (n - 1))
+            if p == "one-negative"
+            else st.lists(st.booleans(), min_size=n, max_size=n)
+        )
     )
 
 

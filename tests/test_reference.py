@@ -22,8 +22,18 @@ def _per_problem(folder: Path, shift: dict[str, int]) -> None:
     for method, seeds in (("base", ["-"]), ("real", ["0", "1"]), ("grpo", ["0", "1"])):
         for seed in seeds:
             correct = rng.integers(0, 6, size=50) + shift.get(method, 0)
-            rows.append(pd.DataFrame({"method": method, "seed": seed, "benchmark": "test",
-                                      "problem_id": [f"test-{i}" for i in range(50)], "correct": correct, "samples": 8}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "method": method,
+                        "seed": seed,
+                        "benchmark": "test",
+                        "problem_id": [f"test-{i}" for i in range(50)],
+                        "correct": correct,
+                        "samples": 8,
+                    }
+                )
+            )
     folder.mkdir(parents=True, exist_ok=True)
     pd.concat(rows).to_csv(folder / "per_problem.csv", index=False)
 
@@ -52,7 +62,10 @@ def test_compare_finds_a_rerun_the_same_or_moved(tmp_path):
     same = compare(tmp_path / "same", tmp_path / "ref", n_boot=500).set_index("method")
     assert set(same.verdict) == {"the same (bit for bit)"} and same.loc["real", "seeds"] == 2
     moved = compare(tmp_path / "moved", tmp_path / "ref", n_boot=500).set_index("method")
-    assert moved.loc["real", "diff"] == pytest.approx(0.25) and moved.loc["real", "verdict"] == "fresh better than reference"
+    assert (
+        moved.loc["real", "diff"] == pytest.approx(0.25)
+        and moved.loc["real", "verdict"] == "fresh better than reference"
+    )
     assert moved.loc["grpo", "verdict"] == "the same (bit for bit)"
 
 

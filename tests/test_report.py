@@ -16,13 +16,18 @@ pytest.importorskip("nbconvert")
 from rewards_as_labels.tools.report import build_report, main  # noqa: E402
 
 # a 1x1 PNG
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000" "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
 
 
 def fake_run(root: Path) -> Path:
     run = root / "runs/fake"
     (run / "notebooks").mkdir(parents=True)
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A title"), nbformat.v4.new_code_cell("1 + 1")])
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# A title"), nbformat.v4.new_code_cell("1 + 1")]
+    )
     nb.cells[1].execution_count = 1
     nb.cells[1].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
     nbformat.write(nb, run / "notebooks/01_toy.ipynb")
@@ -45,8 +50,13 @@ def test_report_index_links_resolve(tmp_path, capsys):
     assert targets, text
     for target in targets:
         assert (index.parent / target).resolve().is_file(), target
-    assert {"notebooks/01_toy.html", "tables/comparison.html", "../figures/curve.png", "../figures/curve.pdf",
-            "notebooks/03_train-real-s0.FAILED.html"} <= set(targets)
+    assert {
+        "notebooks/01_toy.html",
+        "tables/comparison.html",
+        "../figures/curve.png",
+        "../figures/curve.pdf",
+        "notebooks/03_train-real-s0.FAILED.html",
+    } <= set(targets)
     assert '<img src="../figures/curve.png"' in text
     assert "<td>0.469</td>" in text  # a short table is shown on the index too
     assert "failed" in text.split("03_train-real-s0.FAILED")[0].rsplit("<h2", 1)[1]  # listed under the failures
@@ -74,8 +84,18 @@ def test_make_reproduce_ends_with_the_report(tmp_path):
     if shutil.which("make") is None:
         pytest.skip("no make")
     venv = standin_venv(tmp_path / "venv")  # make -n runs the package (makevars) to list the runs
-    lines = subprocess.run(["make", "-n", "-B", "reproduce", "PROFILE=smoke", f"VENV={venv}", "ACCEL=cpu"], cwd=root,
-                           capture_output=True, text=True, check=True, env=make_env()).stdout.strip().splitlines()
+    lines = (
+        subprocess.run(
+            ["make", "-n", "-B", "reproduce", "PROFILE=smoke", f"VENV={venv}", "ACCEL=cpu"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=make_env(),
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     report = [i for i, line in enumerate(lines) if "-m rewards_as_labels.tools.report --run runs/smoke" in line]
     figures = [i for i, line in enumerate(lines) if "05_figures.ipynb" in line]
     assert report and figures and report[0] > figures[-1], "\n".join(lines[-5:])

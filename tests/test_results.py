@@ -22,13 +22,15 @@ from rewards_as_labels.results import (
 
 def _evaluation() -> pd.DataFrame:
     # base 0.30; real: +10 and +12 points (clear); grpo: one seed below the base; gspo: gain inside the seed spread
-    return pd.DataFrame({
-        "method": ["base", "real", "real", "grpo", "grpo", "gspo", "gspo"],
-        "seed": ["-", "0", "1", "0", "1", "0", "1"],
-        "pass@1": [0.30, 0.40, 0.42, 0.29, 0.51, 0.31, 0.37],
-        "pass@8": [0.60, 0.70, 0.72, 0.65, 0.75, 0.61, 0.66],
-        "greedy": [0.35, 0.45, 0.47, 0.40, 0.50, 0.36, 0.39],
-    })
+    return pd.DataFrame(
+        {
+            "method": ["base", "real", "real", "grpo", "grpo", "gspo", "gspo"],
+            "seed": ["-", "0", "1", "0", "1", "0", "1"],
+            "pass@1": [0.30, 0.40, 0.42, 0.29, 0.51, 0.31, 0.37],
+            "pass@8": [0.60, 0.70, 0.72, 0.65, 0.75, 0.61, 0.66],
+            "greedy": [0.35, 0.45, 0.47, 0.40, 0.50, 0.36, 0.39],
+        }
+    )
 
 
 def test_base_verdicts_need_gain_above_spread_and_every_seed_above_base():
@@ -54,12 +56,26 @@ def test_base_verdicts_without_a_base_row_names_make_evaluate():
 
 
 def test_comparison_table_joins_the_paired_intervals(tmp_path):
-    paired = pd.DataFrame({"diff": [-0.005, 0.031], "low": [-0.02, 0.012], "high": [0.01, 0.05], "seeds": [2, 2],
-                           "verdict": [CANNOT_TELL, "gspo better than grpo"]}, index=["real", "gspo"])
+    paired = pd.DataFrame(
+        {
+            "diff": [-0.005, 0.031],
+            "low": [-0.02, 0.012],
+            "high": [0.01, 0.05],
+            "seeds": [2, 2],
+            "verdict": [CANNOT_TELL, "gspo better than grpo"],
+        },
+        index=["real", "gspo"],
+    )
     table = comparison_table(_evaluation(), paired, reference="grpo")
     assert list(table.index) == ["base", "real", "grpo", "gspo"]
-    assert list(table.columns) == ["pass@1", "pass@8", "greedy", "seeds", "pass@1 − grpo (points, 95% CI: seeds, then problems)",
-                                   "vs grpo"]
+    assert list(table.columns) == [
+        "pass@1",
+        "pass@8",
+        "greedy",
+        "seeds",
+        "pass@1 − grpo (points, 95% CI: seeds, then problems)",
+        "vs grpo",
+    ]
     assert table.loc["base", "pass@1"] == "0.300"  # one value: no spread printed
     assert table.loc["real", "pass@1 − grpo (points, 95% CI: seeds, then problems)"] == "-0.5 [-2.0, +1.0]"
     assert table.loc["gspo", "vs grpo"] == "gspo better than grpo"
@@ -91,8 +107,17 @@ def _fake_run(folder, method: str, seed: int, steps: int = 2, final: bool = True
     if final:
         final_row = {"step": steps, "method": method, "seed": seed, "eval/pass@1": 0.5}
         (folder / "final.json").write_text(json.dumps(final_row))
-    sample = {"step": 0, "method": method, "s": [0.1, -0.2], "label": [1, 0], "w_real": [0.5, 0.4],
-              "w_grad": [0.6, 0.3], "s_token": [0.0, 0.1, 0.2], "a_token": [1.0, -1.0, 1.0], "w_grpo": [1.0, 1.1, 0.0]}
+    sample = {
+        "step": 0,
+        "method": method,
+        "s": [0.1, -0.2],
+        "label": [1, 0],
+        "w_real": [0.5, 0.4],
+        "w_grad": [0.6, 0.3],
+        "s_token": [0.0, 0.1, 0.2],
+        "a_token": [1.0, -1.0, 1.0],
+        "w_grpo": [1.0, 1.1, 0.0],
+    }
     (folder / "weight_samples.jsonl").write_text(json.dumps(sample) + "\n")
 
 

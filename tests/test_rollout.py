@@ -110,7 +110,9 @@ from rewards_as_labels.evaluation import evaluate_policy, pass_at_k  # noqa: E40
 from rewards_as_labels.rollout import RolloutBatch  # noqa: E402
 
 
-@pytest.mark.parametrize("n, c, k, expected", [(8, 0, 1, 0.0), (8, 2, 1, 0.25), (8, 2, 8, 1.0), (4, 1, 2, 0.5), (5, 5, 3, 1.0)])
+@pytest.mark.parametrize(
+    "n, c, k, expected", [(8, 0, 1, 0.0), (8, 2, 1, 0.25), (8, 2, 8, 1.0), (4, 1, 2, 0.5), (5, 5, 3, 1.0)]
+)
 def test_pass_at_k(n, c, k, expected):
     # (4, 1, 2): 1 - C(3,2)/C(4,2) = 1 - 3/6
     assert pass_at_k(n, c, k) == pytest.approx(expected)
@@ -130,17 +132,24 @@ class ScriptedBackend:
         texts = [self.script[p][j % len(self.script[p])] for p in prompts for j in range(n)]
         B = len(texts)
         return RolloutBatch(
-            prompt_ids=torch.zeros(B, 1, dtype=torch.long), prompt_mask=torch.ones(B, 1, dtype=torch.bool),
-            response_ids=torch.zeros(B, 2, dtype=torch.long), response_mask=torch.ones(B, 2, dtype=torch.bool),
-            truncated=torch.tensor([t == "cut" for t in texts]), texts=texts, n=n,
+            prompt_ids=torch.zeros(B, 1, dtype=torch.long),
+            prompt_mask=torch.ones(B, 1, dtype=torch.bool),
+            response_ids=torch.zeros(B, 2, dtype=torch.long),
+            response_mask=torch.ones(B, 2, dtype=torch.bool),
+            truncated=torch.tensor([t == "cut" for t in texts]),
+            texts=texts,
+            n=n,
         )
 
 
 def test_evaluate_policy_arithmetic():
-    problems = [Problem(f"p{i}", q, q + "=", a, 2) for i, (q, a) in enumerate([("1+2", "3"), ("2+2", "4"), ("3+3", "6")])]
+    problems = [
+        Problem(f"p{i}", q, q + "=", a, 2) for i, (q, a) in enumerate([("1+2", "3"), ("2+2", "4"), ("3+3", "6")])
+    ]
     backend = ScriptedBackend({"1+2=": ["3"], "2+2=": ["4", "5", "cut", "="], "3+3=": ["7"]})
-    res = evaluate_policy(None, None, problems, samples=4, temperature=1.0, max_new_tokens=5, seed=0,
-                          batch_size=2, backend=backend)
+    res = evaluate_policy(
+        None, None, problems, samples=4, temperature=1.0, max_new_tokens=5, seed=0, batch_size=2, backend=backend
+    )
     assert res["per_problem_correct"] == [4, 1, 0]
     assert res["pass@1"] == pytest.approx(5 / 12)  # (4 + 1 + 0) / (3 x 4)
     assert res["pass@4"] == pytest.approx(2 / 3)  # two problems solved at least once
@@ -163,7 +172,9 @@ def test_model_generation_config_cannot_change_the_behaviour_policy(policy):
     kwargs = dict(temperature=1.0, max_new_tokens=5, top_k=0, top_p=1.0, seed=3)
     plain = HFGenerateBackend(model, tok).generate(PROMPTS, 4, **kwargs)
     saved = model.generation_config
-    model.generation_config = type(saved)(**{**saved.to_dict(), "repetition_penalty": 5.0, "top_k": 2, "do_sample": True})
+    model.generation_config = type(saved)(
+        **{**saved.to_dict(), "repetition_penalty": 5.0, "top_k": 2, "do_sample": True}
+    )
     try:
         hub_like = HFGenerateBackend(model, tok).generate(PROMPTS, 4, **kwargs)
     finally:

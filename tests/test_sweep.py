@@ -17,9 +17,24 @@ from rewards_as_labels.config import Config
 from rewards_as_labels.methods import OFFPOLICY_KEYS, MiniBatch, offpolicy_stats
 from rewards_as_labels.trainer import STEP_REDUCERS
 
-COLUMNS = ["method", "lr", "minibatches", "prompts_per_minibatch", "grad_clip", "seed", "val_score", "clip_bound_frac",
-           "grad_norm_median", "final_pass@1", "best_pass@1", "collapsed", "collapse_step",
-           "grad_norm_max", "grad_norm_spikes", *OFFPOLICY_KEYS]
+COLUMNS = [
+    "method",
+    "lr",
+    "minibatches",
+    "prompts_per_minibatch",
+    "grad_clip",
+    "seed",
+    "val_score",
+    "clip_bound_frac",
+    "grad_norm_median",
+    "final_pass@1",
+    "best_pass@1",
+    "collapsed",
+    "collapse_step",
+    "grad_norm_max",
+    "grad_norm_spikes",
+    *OFFPOLICY_KEYS,
+]
 
 
 @pytest.mark.parametrize("name", ["smoke", "default"])
@@ -71,8 +86,13 @@ def test_offpolicy_keys_have_reducers():
 def test_offpolicy_stats_on_a_hand_made_batch():
     # one group of 4: positives at s = 0.3 (beyond GRPO's clip 1.2 -> cut), 0.1, -0.2; a negative at s = 0.4
     lp = torch.tensor([[0.3], [0.1], [-0.2], [0.4]], dtype=torch.float64)
-    mb = MiniBatch(lp, torch.zeros_like(lp), torch.ones(4, 1, dtype=torch.bool), torch.tensor([[1.0, 1.0, 1.0, 0.0]]),
-                   torch.tensor([0.5, 0.5, 0.5, -1.5], dtype=torch.float64))
+    mb = MiniBatch(
+        lp,
+        torch.zeros_like(lp),
+        torch.ones(4, 1, dtype=torch.bool),
+        torch.tensor([[1.0, 1.0, 1.0, 0.0]]),
+        torch.tensor([0.5, 0.5, 0.5, -1.5], dtype=torch.float64),
+    )
     st = offpolicy_stats(Config(), mb)
     assert st["offpolicy/grpo_token/pos_zeroed_frac"] == pytest.approx(1 / 3)  # e^0.3 = 1.35 > 1.2
     assert st["offpolicy/s_abs_max"] == pytest.approx(0.4)
@@ -80,7 +100,7 @@ def test_offpolicy_stats_on_a_hand_made_batch():
     assert "offpolicy/clip/pos_zeroed_frac" not in st  # no training clip passed
     assert 0 < st["offpolicy/real/max_w_times_tau"] < 1  # |W| < 1/tau
     # GRPO token weights: 0 (cut), 0.5 e^0.1, 0.5 e^-0.2 for positives, 1.5 e^0.4 for the negative (ratio > 1)
-    w = [0.0, 0.5 * torch.e ** 0.1, 0.5 * torch.e ** -0.2, 1.5 * torch.e ** 0.4]
+    w = [0.0, 0.5 * torch.e**0.1, 0.5 * torch.e**-0.2, 1.5 * torch.e**0.4]
     assert st["offpolicy/grpo_token/neg_above1_share"] == pytest.approx(w[3] / sum(w))
 
 
@@ -143,8 +163,12 @@ def test_paired_cells_score_the_last_evaluations_not_the_final_one(tmp_path):
         history = [[2] * 20, [2] * 20] if real else [[1] * 20, [1] * 20]
         final = [0] * 20 if real else [1] * 20
         (folder / "config.json").write_text(json.dumps({"eval_samples": 2}))
-        (folder / "metrics.jsonl").write_text("".join(
-            json.dumps({"step": i, "eval/per_problem_correct": h, "eval/problem_ids": ids}) + "\n" for i, h in enumerate(history)))
+        (folder / "metrics.jsonl").write_text(
+            "".join(
+                json.dumps({"step": i, "eval/per_problem_correct": h, "eval/problem_ids": ids}) + "\n"
+                for i, h in enumerate(history)
+            )
+        )
         (folder / "final.json").write_text(json.dumps({"eval/per_problem_correct": final, "eval/problem_ids": ids}))
     table = paired_cells(grid, tmp_path, n_boot=500)
     assert np.allclose(table["diff"], (1.0 + 1.0 + 0.0) / 3 - 0.5)  # REAL 2/3, GRPO 1/2
@@ -157,10 +181,19 @@ def _fake_study_run(folder, overrides, val, test, ids=("p0", "p1", "p2", "p3")):
     (folder / "config.json").write_text(json.dumps({**overrides, "eval_samples": k}))
     row = {"reward/mean": 0.5, "policy/entropy": 0.5, "train/grad_norm": 1.0}
     (folder / "metrics.jsonl").write_text(json.dumps(row) + "\n")
-    (folder / "final.json").write_text(json.dumps({"eval/pass@1": val, "eval/problem_ids": list(ids),
-                                                   "eval/per_problem_correct": [round(val * k)] * len(ids)}))
-    (folder / "test.json").write_text(json.dumps({"samples": k, "benchmarks": {"test": {
-        "problem_ids": list(ids), "per_problem_correct": [round(test * k)] * len(ids)}}}))
+    (folder / "final.json").write_text(
+        json.dumps(
+            {"eval/pass@1": val, "eval/problem_ids": list(ids), "eval/per_problem_correct": [round(val * k)] * len(ids)}
+        )
+    )
+    (folder / "test.json").write_text(
+        json.dumps(
+            {
+                "samples": k,
+                "benchmarks": {"test": {"problem_ids": list(ids), "per_problem_correct": [round(test * k)] * len(ids)}},
+            }
+        )
+    )
 
 
 def test_protocols_choose_the_lr_on_validation_and_score_on_test(tmp_path):
@@ -169,8 +202,12 @@ def test_protocols_choose_the_lr_on_validation_and_score_on_test(tmp_path):
     grid = S.load_grid("smoke")  # lrs 3e-4 (the smoke profile's) and 1e-3; clips fixed and off
     for name, ov in S.runs(grid):
         real, lr = ov["method"] == "real", ov["learning_rate"]
-        val, test = {(True, 3e-4): (0.25, 0.25), (True, 1e-3): (0.75, 0.75),
-                     (False, 3e-4): (0.5, 0.5), (False, 1e-3): (0.25, 0.25)}[real, lr]
+        val, test = {
+            (True, 3e-4): (0.25, 0.25),
+            (True, 1e-3): (0.75, 0.75),
+            (False, 3e-4): (0.5, 0.5),
+            (False, 1e-3): (0.25, 0.25),
+        }[real, lr]
         if real and lr == 1e-3 and ov["grad_clip"] == "off":
             val, test = 0.75, 0.0  # chosen on validation although its test score is the worst
         _fake_study_run(S.sweep_dir(tmp_path) / name, ov, val, test)

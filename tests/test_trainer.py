@@ -32,7 +32,13 @@ def test_two_steps_finite_loss_and_every_parameter_moves(smoke_cfg, method, monk
     # update mechanics, not learning (test_real_learns does that).
     def mixed_rewards(texts, golds, truncated=None):
         r = torch.tensor([float(i % 2) for i in range(len(texts))])
-        return r, {"correct": int(r.sum()), "wrong": int(len(r) - r.sum()), "parse_failure": 0, "truncated": 0, "timeout": 0}
+        return r, {
+            "correct": int(r.sum()),
+            "wrong": int(len(r) - r.sum()),
+            "parse_failure": 0,
+            "truncated": 0,
+            "timeout": 0,
+        }
 
     monkeypatch.setattr(trainer_mod, "score_completions", mixed_rewards)
     cfg = smoke_cfg(method=method, out=f"runs/smoke/{method}-moves", total_steps=2, eval_every=0)
@@ -80,8 +86,17 @@ def test_resume_after_sigkill_matches_uninterrupted(smoke_base, smoke_cfg):
     common = dict(method="real", total_steps=6, checkpoint_every=2, eval_every=3, prompts_per_step=4)
     straight = trainer_mod.train(smoke_cfg(out="runs/smoke/straight", **common), progress=False)
 
-    args = [sys.executable, "-m", "rewards_as_labels", "train", "--profile", "smoke", "--no-progress",
-            "--out", "runs/smoke/killed"] + [x for k, v in {**base, **common}.items() for x in (f"--{k}", str(v))]
+    args = [
+        sys.executable,
+        "-m",
+        "rewards_as_labels",
+        "train",
+        "--profile",
+        "smoke",
+        "--no-progress",
+        "--out",
+        "runs/smoke/killed",
+    ] + [x for k, v in {**base, **common}.items() for x in (f"--{k}", str(v))]
     proc = subprocess.Popen(args, cwd=root, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     ckpt = root / "runs/smoke/killed/ckpt_000004/state.json"
     deadline = time.time() + 120
@@ -126,8 +141,12 @@ def test_unknown_profile_lists_profiles():
 
 
 def test_cli_reports_errors_without_traceback(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "rewards_as_labels", "train", "--method", "ppo"],
-                         capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "rewards_as_labels", "train", "--method", "ppo"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "unknown method 'ppo'" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -168,9 +187,14 @@ def test_micro_batches_give_the_same_update(smoke_cfg, method):
     # reproduce the one-pass update to float32 round-off
     outs = {}
     for micro in (0, 3):
-        cfg = smoke_cfg(method=method, out=f"runs/smoke/{method}-micro{micro}", total_steps=1,
-                   eval_every=0, micro_batch_size=micro)
-        outs[micro] = dict(load_policy(cfg, path=trainer_mod.train(cfg, progress=False) / "ckpt_000001" / "model")[0].named_parameters())
+        cfg = smoke_cfg(
+            method=method, out=f"runs/smoke/{method}-micro{micro}", total_steps=1, eval_every=0, micro_batch_size=micro
+        )
+        outs[micro] = dict(
+            load_policy(cfg, path=trainer_mod.train(cfg, progress=False) / "ckpt_000001" / "model")[
+                0
+            ].named_parameters()
+        )
     for name, p in outs[0].items():
         torch.testing.assert_close(outs[3][name], p, rtol=1e-4, atol=1e-6)
 
@@ -182,8 +206,14 @@ def test_on_policy_single_pass_equals_separate_old_logprob_pass(smoke_cfg, metho
     # same update, same logged entropy and loss
     params, rows = {}, {}
     for micro in (0, 15):
-        cfg = smoke_cfg(method=method, out=f"runs/smoke/{method}-onpolicy{micro}", total_steps=1,
-                   eval_every=0, minibatches_per_step=1, micro_batch_size=micro)
+        cfg = smoke_cfg(
+            method=method,
+            out=f"runs/smoke/{method}-onpolicy{micro}",
+            total_steps=1,
+            eval_every=0,
+            minibatches_per_step=1,
+            micro_batch_size=micro,
+        )
         run_dir = trainer_mod.train(cfg, progress=False)
         params[micro] = dict(load_policy(cfg, path=run_dir / "ckpt_000001" / "model")[0].named_parameters())
         rows[micro] = _rows(run_dir)[0]
@@ -193,11 +223,14 @@ def test_on_policy_single_pass_equals_separate_old_logprob_pass(smoke_cfg, metho
         assert rows[15][key] == pytest.approx(rows[0][key], rel=1e-4, abs=1e-6), key
 
 
-@pytest.mark.parametrize("minibatches, micro, rows", [
-    (2, 0, 8 + 8 + 8),    # old log-probs: 8 rows with graph (reused by the first update) + 8 without; second update 8
-    (1, 0, 16),           # on-policy: one forward, reused by the update
-    (2, 2, 16 + 8 + 16),  # 2-row micro-batches split groups: old 16; first update 8; second 8 without graph + 8
-])
+@pytest.mark.parametrize(
+    "minibatches, micro, rows",
+    [
+        (2, 0, 8 + 8 + 8),  # old log-probs: 8 rows with graph (reused by the first update) + 8 without; second update 8
+        (1, 0, 16),  # on-policy: one forward, reused by the update
+        (2, 2, 16 + 8 + 16),  # 2-row micro-batches split groups: old 16; first update 8; second 8 without graph + 8
+    ],
+)
 def test_first_minibatch_forward_is_made_once(smoke_cfg, monkeypatch, minibatches, micro, rows):
     """Rows through the policy's forward in one step of P=4 prompts x n=4 rollouts (16 rows)."""
     from rewards_as_labels.rollout import response_logprobs
@@ -209,7 +242,13 @@ def test_first_minibatch_forward_is_made_once(smoke_cfg, monkeypatch, minibatche
         return response_logprobs(model, batch, *args, **kwargs)
 
     monkeypatch.setattr(trainer_mod, "response_logprobs", counting)
-    cfg = smoke_cfg(method="real", total_steps=1, eval_every=0, minibatches_per_step=minibatches, micro_batch_size=micro,
-                    out=f"runs/forward-count-M{minibatches}-micro{micro}")
+    cfg = smoke_cfg(
+        method="real",
+        total_steps=1,
+        eval_every=0,
+        minibatches_per_step=minibatches,
+        micro_batch_size=micro,
+        out=f"runs/forward-count-M{minibatches}-micro{micro}",
+    )
     trainer_mod.train(cfg, progress=False)
     assert sum(seen) == rows, seen

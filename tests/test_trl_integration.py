@@ -143,9 +143,7 @@ def trl_layout(num_processes, per_device, steps_per_generation, n, num_prompts, 
 def test_trl_layout_with_group_shuffle_keeps_groups_whole(num_processes, per_device, steps_per_generation):
     torch.manual_seed(0)
     num_prompts = per_device * num_processes * steps_per_generation // N
-    layout = trl_layout(
-        num_processes, per_device, steps_per_generation, N, num_prompts, lambda b: shuffle_groups(b, N)
-    )
+    layout = trl_layout(num_processes, per_device, steps_per_generation, N, num_prompts, lambda b: shuffle_groups(b, N))
     seen = Counter()
     for slices in layout.values():
         for prompt_index in slices:

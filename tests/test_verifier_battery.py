@@ -303,7 +303,9 @@ def test_unusable_gold_says_why(gold, reason):
         Verifier().score(["\\boxed{1}"], [gold])
 
 
-@pytest.mark.parametrize("gold", ["6m", "\\frac{1}{2}", "(0,1]", "x \\to \\infty", "\\text{north}", "4.5e33", "16,3,1,1"])
+@pytest.mark.parametrize(
+    "gold", ["6m", "\\frac{1}{2}", "(0,1]", "x \\to \\infty", "\\text{north}", "4.5e33", "16,3,1,1"]
+)
 def test_usable_gold_has_no_reason(gold):
     assert unusable_gold(gold) is None
 
@@ -328,16 +330,21 @@ def test_unusable_gold_refuses_worker_threads():
 # ----------------------------------------------------------------------------- scripts without a main guard
 def test_script_without_main_guard_works(tmp_path):
     script = tmp_path / "unguarded.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         from rewards_as_labels.verifier import Verifier
 
         rewards, counts = Verifier(workers=2, pool_min_items=1).score(
             ["\\\\boxed{0.5}", "\\\\boxed{(0,1]}", "\\\\boxed{7}"], ["\\\\frac12", "(0,1]", "6"])
         print("REWARDS", rewards.tolist())
-    """))
+    """)
+    )
     src = str(Path(__file__).resolve().parents[1] / "src")
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PYTHONPATH": src},
     )
     assert done.returncode == 0, done.stderr

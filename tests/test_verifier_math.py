@@ -104,8 +104,9 @@ def test_pool_matches_main_thread_and_kills_a_hung_worker(monkeypatch):
     # the others are still judged, in a restarted pool
     import rewards_as_labels.verifier as V
 
-    v = Verifier(workers=2, pool_min_items=2, timeout_seconds=1, hard_timeout=3, start_method="fork",
-                 integer_fast_path=False)
+    v = Verifier(
+        workers=2, pool_min_items=2, timeout_seconds=1, hard_timeout=3, start_method="fork", integer_fast_path=False
+    )
     monkeypatch.setattr(V, "judge_answer", _hang_on_seven)  # fork: the workers inherit the patch
     start = time.perf_counter()
     rewards, counts = v.score(["\\boxed{7}", "\\boxed{1}", "\\boxed{2}", "\\boxed{3}"], ["7", "1", "5", "3"])

@@ -108,7 +108,9 @@ def test_batch_beyond_one_step_token_budget(engine):
     assert 64 * 8 * 96 > budget
     batch = vl.generate(prompts, 8, temperature=0.7, max_new_tokens=3, seed=5)
     assert batch.batch_size == 512
-    assert torch.equal(vl.generate(prompts, 8, temperature=0.7, max_new_tokens=3, seed=5).response_ids, batch.response_ids)
+    assert torch.equal(
+        vl.generate(prompts, 8, temperature=0.7, max_new_tokens=3, seed=5).response_ids, batch.response_ids
+    )
 
 
 def test_weight_sync_in_place(engine):
@@ -121,8 +123,10 @@ def test_weight_sync_in_place(engine):
     stale_gap = _max_gap(stale.sampling_logprobs, response_logprobs(model, stale, 1.0))
     greedy_hf = hf.generate(PROMPTS, 1, temperature=0.0, max_new_tokens=5)
     greedy_stale = vl.generate(PROMPTS, 1, temperature=0.0, max_new_tokens=5)
-    print(f"\nwithout sync: max logprob gap {stale_gap:.2e}; greedy tokens equal: "
-          f"{torch.equal(greedy_hf.response_ids, greedy_stale.response_ids)}")
+    print(
+        f"\nwithout sync: max logprob gap {stale_gap:.2e}; greedy tokens equal: "
+        f"{torch.equal(greedy_hf.response_ids, greedy_stale.response_ids)}"
+    )
     assert stale_gap > 1e-2
     vl.sync_weights(model)
     print(f"sync took {vl.last_sync_s:.3f} s")
@@ -174,7 +178,9 @@ def test_bf16_engine_from_fp32_weights_sync_is_checked_on_the_weights(monkeypatc
     unsynced = vl.generate(PROMPTS, 4, temperature=1.0, max_new_tokens=5, seed=2)
     vl.sync_weights(model)
     synced = vl.generate(PROMPTS, 4, temperature=1.0, max_new_tokens=5, seed=2)
-    assert torch.equal(unsynced.response_ids, synced.response_ids) and torch.equal(before.response_ids, synced.response_ids)
+    assert torch.equal(unsynced.response_ids, synced.response_ids) and torch.equal(
+        before.response_ids, synced.response_ids
+    )
     assert torch.equal(unsynced.sampling_logprobs, synced.sampling_logprobs)  # the log-prob gap cannot tell them apart
 
     with torch.no_grad():  # above it: a missed sync is visible in the weights
@@ -200,7 +206,13 @@ def test_two_training_steps_with_vllm_rollouts(tmp_path, monkeypatch):
     # wrong, and all-wrong groups carry no gradient, so the weights would never move
     def mixed_rewards(texts, golds, truncated=None):
         r = torch.tensor([float(i % 2) for i in range(len(texts))])
-        return r, {"correct": int(r.sum()), "wrong": int(len(r) - r.sum()), "parse_failure": 0, "truncated": 0, "timeout": 0}
+        return r, {
+            "correct": int(r.sum()),
+            "wrong": int(len(r) - r.sum()),
+            "parse_failure": 0,
+            "truncated": 0,
+            "timeout": 0,
+        }
 
     monkeypatch.setattr(trainer_mod, "score_completions", mixed_rewards)
     monkeypatch.chdir(tmp_path)  # runs/<profile>/warmstart is relative to the working folder
@@ -209,10 +221,17 @@ def test_two_training_steps_with_vllm_rollouts(tmp_path, monkeypatch):
     warmstart(load_config(profile="smoke", overrides=overrides))
 
     def run(name: str) -> list[dict]:
-        cfg = load_config(profile="smoke", overrides={
-            **overrides, "rollout_backend": "vllm", "method": "grpo", "total_steps": 2, "eval_every": 0,
-            "out": f"runs/smoke/{name}",
-        })
+        cfg = load_config(
+            profile="smoke",
+            overrides={
+                **overrides,
+                "rollout_backend": "vllm",
+                "method": "grpo",
+                "total_steps": 2,
+                "eval_every": 0,
+                "out": f"runs/smoke/{name}",
+            },
+        )
         run_dir = trainer_mod.train(cfg, progress=False)
         assert json.loads((run_dir / "config.json").read_text())["rollout_backend"] == "vllm"
         return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -231,8 +250,11 @@ def test_two_training_steps_with_vllm_rollouts(tmp_path, monkeypatch):
         logging.getLogger("vllm").removeHandler(collect)
     messages = [r.getMessage() for r in seen]
     assert not set(messages) & set(KnownNoise.REASONS), messages
-    for message in ("Chat template warmup failed", "RotaryEmbedding: Failed to load weights",
-                    "ParallelLMHead: Failed to load weights"):  # they happened, and were dropped
+    for message in (
+        "Chat template warmup failed",
+        "RotaryEmbedding: Failed to load weights",
+        "ParallelLMHead: Failed to load weights",
+    ):  # they happened, and were dropped
         assert KnownNoise.dropped.get(message, 0) > before.get(message, 0), message
     assert [r["step"] for r in rows] == [0, 1]
     for r in rows:

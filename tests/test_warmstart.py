@@ -13,7 +13,9 @@ from rewards_as_labels.warmstart import encode_supervised, warmstart
 
 def test_labels_cover_answer_and_eos_only():
     tok = build_tokenizer()
-    ids, mask, labels = encode_supervised(tok, [Problem("a", "1+2", "1+2=", "3", 1), Problem("b", "47+385", "47+385=", "432", 3)])
+    ids, mask, labels = encode_supervised(
+        tok, [Problem("a", "1+2", "1+2=", "3", 1), Problem("b", "47+385", "47+385=", "432", 3)]
+    )
     assert ids.shape == labels.shape == mask.shape == (2, 11)
     assert tok.decode(labels[1][labels[1] >= 0].tolist()) == "432<eos>"
     assert mask[0].tolist() == [1] * 6 + [0] * 5 and (labels[0, 6:] == -100).all()

@@ -29,7 +29,9 @@ def parse(argv: list[str]):
     parser = argparse.ArgumentParser(prog="python -m rewards_as_labels", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--config", help="YAML profile file (default: the profile's, see --profile)")
-    parser.add_argument("--profile", default=None, help="profile name: ./configs/<name>.yaml, else the package's own (default tiny)")
+    parser.add_argument(
+        "--profile", default=None, help="profile name: ./configs/<name>.yaml, else the package's own (default tiny)"
+    )
     parser.add_argument("--resume", action="store_true", help="train: continue from the latest checkpoint")
     parser.add_argument("--force", action="store_true", help="warmstart: retrain even if cached")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")

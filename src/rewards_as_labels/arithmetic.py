@@ -266,4 +266,3 @@ def read_split(cfg, split: str) -> list[Problem]:
     if len(problems) != expected["sizes"][split]:
         raise ValueError(f"{path} holds {len(problems)} problems, manifest says {expected['sizes'][split]}; {fix}")
     return problems
-

@@ -42,7 +42,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
-def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, keep: int, extra: dict | None = None) -> Path:
+def save_checkpoint(
+    run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, keep: int, extra: dict | None = None
+) -> Path:
     """Write ``run_dir/ckpt_<step>`` atomically, then prune to the ``keep`` newest. ``extra``: more
     trainer state (JSON values) kept in the checkpoint's ``state.json``; :func:`checkpoint_state` reads it."""
     path = run_dir / f"ckpt_{step:06d}"
@@ -56,8 +58,9 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, sched
         code = exc.errno if isinstance(exc, OSError) else _os_error(str(exc))
         free = shutil.disk_usage(run_dir).free // 1024
         raise OSError(
-            code, f"could not write checkpoint {path} ({type(exc).__name__}: {exc}; {free} KiB free there); "
-            f"earlier checkpoints in {run_dir} are intact; {FIX_SPACE}, then rerun with --resume"
+            code,
+            f"could not write checkpoint {path} ({type(exc).__name__}: {exc}; {free} KiB free there); "
+            f"earlier checkpoints in {run_dir} are intact; {FIX_SPACE}, then rerun with --resume",
         ) from exc
     for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)

@@ -84,14 +84,48 @@ MISASSIGN_ABOVE = 0.0  # GRPO positives: weight rising with s (correlation > 0)
 DOMINATE_ABOVE = 0.5  # GRPO negatives: the top 1% of tokens carry more than the other 99% together
 CONFIDENCE = 0.95
 DERIVATION_CHECKS = (  # notebook 01's rows that together are the derivation's "monotone and bounded"
-    "d|W+|/ds_k < 0 (sympy, C > 0)", "d|W-|/ds_k > 0 (sympy, C > 0)",
-    "real_weights, positive: <= 1/tau on the sweep", "real_weights, positive: monotone on the sweep",
-    "real_weights, negative: <= 1/tau on the sweep", "real_weights, negative: monotone on the sweep",
-    "1/tau - sum over O+ > 0 (sympy)", "1/tau - sum over O- > 0 (sympy)",
+    "d|W+|/ds_k < 0 (sympy, C > 0)",
+    "d|W-|/ds_k > 0 (sympy, C > 0)",
+    "real_weights, positive: <= 1/tau on the sweep",
+    "real_weights, positive: monotone on the sweep",
+    "real_weights, negative: <= 1/tau on the sweep",
+    "real_weights, negative: monotone on the sweep",
+    "1/tau - sum over O+ > 0 (sympy)",
+    "1/tau - sum over O- > 0 (sympy)",
 )
 # two-sided 95% Student-t quantiles for 1..30 degrees of freedom (no scipy in the pinned set)
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 PAPER = {  # the paper's evidence per claim, from docs/paper.md
     "real_grpo": "Table 1 (1.5B): REAL .526 vs GRPO .431 avg pass@1 over six benchmarks; 7B: .632 vs .592",
@@ -99,12 +133,12 @@ PAPER = {  # the paper's evidence per claim, from docs/paper.md
     "grad_dapo": "BCE ablation (1.5B): GRAD beats DAPO by 4.5 points avg",
     "entropy": "1.5B, 1,400 steps: GRPO's entropy falls to ~0.02 within 200 steps; REAL holds ~0.25",
     "stability": "1.5B, 4 mini-batches (3 off-policy): GRPO's validation turns down after ~step 400 while REAL's "
-                 "keeps climbing; eq. (5)'s bounded, monotone weights are the argument",
+    "keeps climbing; eq. (5)'s bounded, monotone weights are the argument",
     "weights": "eq. (5): a positive's |W| falls and a negative's rises with s, and |W| < 1/tau for every s",
     "misassign": "eq. (2): a positive token's weight |A| e^(s_t) grows with s_t (unlikely correct tokens barely "
-                 "pushed) until the clip zeroes it",
+    "pushed) until the clip zeroes it",
     "dominate": "eq. (2): e^(s_t) is unbounded for A < 0, so a few confident wrong tokens can outweigh "
-                "everything else in the update",
+    "everything else in the update",
 }
 CLAIMS = {  # key -> the claim in words
     "real_grpo": "REAL beats GRPO",
@@ -192,7 +226,7 @@ def t_quantile(df: int) -> float:
     if df <= len(T975):
         return T975[df - 1]
     z = 1.959964
-    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
 def threshold_verdict(mean: float, sd: float, runs: int, threshold: float) -> tuple[str, float, float]:
@@ -241,14 +275,21 @@ def run_dynamics(metrics: pd.DataFrame, end_fraction: float = END_FRACTION) -> d
     r0, r1 = ends("reward/mean")
     val = col("eval/pass@1")
     w_tau, corr = col("offpolicy/real/max_w_times_tau"), col("offpolicy/real/pos_corr_w_s")
-    return {"steps": int(col("policy/entropy").size), "entropy_start": h0, "entropy_end": h1,
-            "entropy_kept": h1 / h0 if h0 > 0 else math.nan, "all_correct_start": c0, "all_correct_end": c1,
-            "reward_start": r0, "reward_end": r1,
-            "val_first": float(val.iloc[0]) if len(val) else math.nan,
-            "val_last": float(val.iloc[-1]) if len(val) else math.nan,
-            "val_max": float(val.max()) if len(val) else math.nan,
-            "offpolicy/real/max_w_times_tau": float(w_tau.max()) if len(w_tau) else math.nan,
-            "offpolicy/real/pos_corr_w_s": float(corr.mean()) if len(corr) else math.nan}
+    return {
+        "steps": int(col("policy/entropy").size),
+        "entropy_start": h0,
+        "entropy_end": h1,
+        "entropy_kept": h1 / h0 if h0 > 0 else math.nan,
+        "all_correct_start": c0,
+        "all_correct_end": c1,
+        "reward_start": r0,
+        "reward_end": r1,
+        "val_first": float(val.iloc[0]) if len(val) else math.nan,
+        "val_last": float(val.iloc[-1]) if len(val) else math.nan,
+        "val_max": float(val.max()) if len(val) else math.nan,
+        "offpolicy/real/max_w_times_tau": float(w_tau.max()) if len(w_tau) else math.nan,
+        "offpolicy/real/pos_corr_w_s": float(corr.mean()) if len(corr) else math.nan,
+    }
 
 
 def dynamics_table(profile_dir: str | Path) -> pd.DataFrame:
@@ -263,8 +304,12 @@ def dynamics_table(profile_dir: str | Path) -> pd.DataFrame:
         metrics = run_metrics(folder)
         method = config.get("method", metrics["method"].dropna().iloc[0] if "method" in metrics else "")
         seed = config.get("seed", metrics["seed"].dropna().iloc[0] if "seed" in metrics else "")
-        setting = {"lr": config.get("learning_rate"), "grad_clip": config.get("grad_clip", "fixed"),
-                   "max_grad_norm": config.get("max_grad_norm"), "minibatches": config.get("minibatches_per_step")}
+        setting = {
+            "lr": config.get("learning_rate"),
+            "grad_clip": config.get("grad_clip", "fixed"),
+            "max_grad_norm": config.get("max_grad_norm"),
+            "minibatches": config.get("minibatches_per_step"),
+        }
         rows.append({"run": folder.name, "method": method, "seed": seed, **setting, **run_dynamics(metrics)})
     return pd.DataFrame(rows)
 
@@ -331,8 +376,11 @@ class Setting:
 
     def study_grids(self) -> list[str]:
         """Grids of this profile run at its own budget (steps = total_steps): protocol studies (make study)."""
-        return [g.name for g in _grids() if g.profile == self.profile and g.steps == self.cfg.total_steps
-                and len(g.minibatches) == 1]
+        return [
+            g.name
+            for g in _grids()
+            if g.profile == self.profile and g.steps == self.cfg.total_steps and len(g.minibatches) == 1
+        ]
 
 
 def _points(x: float) -> str:
@@ -345,8 +393,16 @@ def _interval(diff: float, low: float, high: float) -> str:
 
 def _row(key: str, s: Setting, protocol: str, measured: str, verdict: str, source="", command="", claim=None) -> dict:
     assert verdict in VERDICTS, verdict
-    return {"claim": claim or CLAIMS[key], "paper_evidence": PAPER[key], "setting": s.profile, "protocol": protocol,
-            "measured": measured, "verdict": verdict, "source": str(source), "command": command}
+    return {
+        "claim": claim or CLAIMS[key],
+        "paper_evidence": PAPER[key],
+        "setting": s.profile,
+        "protocol": protocol,
+        "measured": measured,
+        "verdict": verdict,
+        "source": str(source),
+        "command": command,
+    }
 
 
 def _not_run(key: str, s: Setting, missing: str, command: str, why: str = "", claim=None) -> dict:
@@ -372,8 +428,12 @@ def _run_settings(s: Setting) -> dict:
     """lr, clip and M of the profile's runs: from ``dynamics.csv`` (their config.json) when it is there
     and they agree, else the profile's YAML (the runs that wrote a committed table may predate it)."""
     cfg = s.cfg
-    out = {"lr": cfg.learning_rate, "grad_clip": cfg.grad_clip, "max_grad_norm": cfg.max_grad_norm,
-           "minibatches": cfg.minibatches_per_step}
+    out = {
+        "lr": cfg.learning_rate,
+        "grad_clip": cfg.grad_clip,
+        "max_grad_norm": cfg.max_grad_norm,
+        "minibatches": cfg.minibatches_per_step,
+    }
     path = s.table("dynamics.csv")
     if path is not None:
         dyn = pd.read_csv(path)
@@ -411,25 +471,44 @@ def _pairs(s: Setting, pairs: list[tuple[str, str]], bootstrap: dict) -> tuple[l
         sub = pp[pp.method.isin([a, b]) & pp.seed.isin(seeds)]
         r = paired_difference_table(sub, reference=b, methods=[a], **bootstrap).loc[a]
         means = sub.groupby(["method", "benchmark"])["pass@1"].mean().groupby("method").mean()
-        out.append({"a": a, "b": b, "diff": r["diff"], "low": r["low"], "high": r["high"], "seeds": int(r["seeds"]),
-                    "mean_a": means[a], "mean_b": means[b], "verdict": pairwise_verdict(r["low"], r["high"]),
-                    "problems": sub.groupby("benchmark")["problem_id"].nunique().to_dict(),
-                    "samples": int(sub["samples"].iloc[0]) if "samples" in sub else None})
+        out.append(
+            {
+                "a": a,
+                "b": b,
+                "diff": r["diff"],
+                "low": r["low"],
+                "high": r["high"],
+                "seeds": int(r["seeds"]),
+                "mean_a": means[a],
+                "mean_b": means[b],
+                "verdict": pairwise_verdict(r["low"], r["high"]),
+                "problems": sub.groupby("benchmark")["problem_id"].nunique().to_dict(),
+                "samples": int(sub["samples"].iloc[0]) if "samples" in sub else None,
+            }
+        )
     return out, path, []
 
 
 def _test_protocol(s: Setting, r: dict) -> str:
     benches = r["problems"]
-    problems = (f"{next(iter(benches.values()))} problems" if len(benches) == 1
-                else "macro avg of " + ", ".join(f"{b} ({n})" for b, n in benches.items()))
+    problems = (
+        f"{next(iter(benches.values()))} problems"
+        if len(benches) == 1
+        else "macro avg of " + ", ".join(f"{b} ({n})" for b, n in benches.items())
+    )
     samples = f"{r['samples']} samples x " if r["samples"] else ""
-    return (f"{_lr_clip(s)}, test pass@1 ({samples}{problems}), {_seeds(r['seeds'])}, "
-            "hierarchical 95% CI (seeds, then problems)")
+    return (
+        f"{_lr_clip(s)}, test pass@1 ({samples}{problems}), {_seeds(r['seeds'])}, "
+        "hierarchical 95% CI (seeds, then problems)"
+    )
 
 
 def _pairwise_rows(s: Setting, bootstrap: dict) -> list[dict]:
-    specs = [("real_grpo", [("real", "grpo")]), ("ordering", [("real", "gspo"), ("gspo", "dapo"), ("dapo", "grpo")]),
-             ("grad_dapo", [("grad", "dapo")])]
+    specs = [
+        ("real_grpo", [("real", "grpo")]),
+        ("ordering", [("real", "gspo"), ("gspo", "dapo"), ("dapo", "grpo")]),
+        ("grad_dapo", [("grad", "dapo")]),
+    ]
     rows = []
     for key, pairs in specs:
         found, path, lacking = _pairs(s, pairs, bootstrap)
@@ -442,10 +521,13 @@ def _pairwise_rows(s: Setting, bootstrap: dict) -> list[dict]:
             why = f"the run has {', '.join(have)}; the claim needs {', '.join(lacking)} on a shared seed"
             rows.append(_not_run(key, s, f"{', '.join(lacking)} in {path}", _reproduce(s, methods), why=why))
             continue
-        measured = "; ".join(f"{a.upper()} - {b.upper()} {_interval(r['diff'], r['low'], r['high'])} "
-                             f"({a.upper()} {r['mean_a']:.3f} vs {b.upper()} {r['mean_b']:.3f})"
-                             + (f": {r['verdict']}" if len(found) > 1 else "")
-                             for r in found for a, b in [(r["a"], r["b"])])
+        measured = "; ".join(
+            f"{a.upper()} - {b.upper()} {_interval(r['diff'], r['low'], r['high'])} "
+            f"({a.upper()} {r['mean_a']:.3f} vs {b.upper()} {r['mean_b']:.3f})"
+            + (f": {r['verdict']}" if len(found) > 1 else "")
+            for r in found
+            for a, b in [(r["a"], r["b"])]
+        )
         verdict = found[0]["verdict"] if len(found) == 1 else ordering_verdict([r["verdict"] for r in found])
         rows.append(_row(key, s, _test_protocol(s, found[0]), measured, verdict, source=path))
     return rows
@@ -456,8 +538,9 @@ def _entropy_row(s: Setting) -> dict:
     if path is None:
         return _not_run("entropy", s, "dynamics.csv", _reproduce(s))
     dyn = pd.read_csv(path)
-    kept = {m: dict(zip(g["seed"], g["entropy_kept"]))
-            for m, g in dyn.dropna(subset=["entropy_kept"]).groupby("method")}
+    kept = {
+        m: dict(zip(g["seed"], g["entropy_kept"])) for m, g in dyn.dropna(subset=["entropy_kept"]).groupby("method")
+    }
     if "real" not in kept or "grpo" not in kept or not set(kept["real"]) & set(kept["grpo"]):
         return _not_run("entropy", s, f"REAL and GRPO runs of one seed in {path}", _reproduce(s, ["real", "grpo"]))
     seeds = sorted(set(kept["real"]) & set(kept["grpo"]))
@@ -465,12 +548,16 @@ def _entropy_row(s: Setting) -> dict:
 
     def words(m):
         g = dyn[(dyn.method == m) & dyn.seed.isin(seeds)]
-        return (f"{m.upper()} kept {g.entropy_kept.mean():.2f} ({g.entropy_start.mean():.2f} -> "
-                f"{g.entropy_end.mean():.2f} nats)")
+        return (
+            f"{m.upper()} kept {g.entropy_kept.mean():.2f} ({g.entropy_start.mean():.2f} -> "
+            f"{g.entropy_end.mean():.2f} nats)"
+        )
 
     above = sum(kept["real"][x] > kept["grpo"][x] for x in seeds)
-    measured = (f"entropy kept, last 10% of steps / step 0, mean over seeds: {words('real')}, {words('grpo')}; "
-                f"REAL above GRPO in {above} of {len(seeds)} seeds; collapse = kept < {ENTROPY_COLLAPSE:g}")
+    measured = (
+        f"entropy kept, last 10% of steps / step 0, mean over seeds: {words('real')}, {words('grpo')}; "
+        f"REAL above GRPO in {above} of {len(seeds)} seeds; collapse = kept < {ENTROPY_COLLAPSE:g}"
+    )
     steps = int(dyn.loc[dyn.method.isin(["real", "grpo"]), "steps"].max())
     protocol = f"the profile's runs ({steps} steps, {_lr_clip(s)}), {_seeds(len(seeds))} paired by seed"
     return _row("entropy", s, protocol, measured, verdict, source=path)
@@ -479,8 +566,11 @@ def _entropy_row(s: Setting) -> dict:
 def _stability_rows(s: Setting, bootstrap: dict) -> list[dict]:
     path = s.table("stability.csv")
     grids = s.sweep_grids()
-    command = (f"make sweep SWEEP={grids[0]}" if grids
-               else f"make sweep SWEEP=<a grid with profile: {s.profile} and several minibatches>")
+    command = (
+        f"make sweep SWEEP={grids[0]}"
+        if grids
+        else f"make sweep SWEEP=<a grid with profile: {s.profile} and several minibatches>"
+    )
     if path is None:
         why = "" if grids else f"no stability grid ships for {s.profile}"
         return [_not_run("stability", s, "stability.csv", command, why=why)]
@@ -491,8 +581,10 @@ def _stability_rows(s: Setting, bootstrap: dict) -> list[dict]:
     off = table[(table.minibatches >= 2) & table.method.isin(["real", "grpo"])]
     rows = []
     for clip, arm in off.groupby("grad_clip", sort=False):
-        pivots = {m: arm[arm.method == m].pivot_table(index="seed", columns=["minibatches", "lr"], values=score)
-                  for m in ("real", "grpo")}
+        pivots = {
+            m: arm[arm.method == m].pivot_table(index="seed", columns=["minibatches", "lr"], values=score)
+            for m in ("real", "grpo")
+        }
         if any(p.empty for p in pivots.values()):
             continue
         seeds = pivots["real"].index.intersection(pivots["grpo"].index)
@@ -506,20 +598,37 @@ def _stability_rows(s: Setting, bootstrap: dict) -> list[dict]:
         used = cells[keep.to_numpy()]
         ms = sorted({m for m, _ in used})
         lrs = sorted({lr for _, lr in used})
-        collapsed = {m: (int(arm[arm.method == m].collapsed.sum()), int((arm.method == m).sum()))
-                     for m in ("real", "grpo")} if "collapsed" in arm else {}
-        measured = (f"REAL - GRPO {_interval(ci['diff'], ci['low'], ci['high'])} in the mean over {len(used)} "
-                    f"off-policy cells" + ("; collapsed runs: " + ", ".join(
-                        f"{m.upper()} {c} of {n}" for m, (c, n) in collapsed.items()) if collapsed else ""))
+        collapsed = (
+            {m: (int(arm[arm.method == m].collapsed.sum()), int((arm.method == m).sum())) for m in ("real", "grpo")}
+            if "collapsed" in arm
+            else {}
+        )
+        measured = (
+            f"REAL - GRPO {_interval(ci['diff'], ci['low'], ci['high'])} in the mean over {len(used)} "
+            f"off-policy cells"
+            + (
+                "; collapsed runs: " + ", ".join(f"{m.upper()} {c} of {n}" for m, (c, n) in collapsed.items())
+                if collapsed
+                else ""
+            )
+        )
         steps = f"{int(arm.steps.iloc[0])}-step runs, " if "steps" in arm else ""
-        prompts = (f"{int(arm.prompts_per_minibatch.iloc[0])} prompts per mini-batch, "
-                   if "prompts_per_minibatch" in arm else "")
-        words = ("validation score (mean of the last 3 validations)" if score == "val_score"
-                 else "final validation pass@1 (older table without val_score)")
-        protocol = (f"stability sweep: {steps}{prompts}M in {{{', '.join(map(str, ms))}}} x lr in "
-                    f"{{{', '.join(f'{x:g}' for x in lrs)}}}, {_clip_words(clip, s.cfg.max_grad_norm)}, {words}, "
-                    f"{_seeds(len(seeds))}, "
-                    "hierarchical 95% CI (seeds, then cells)")
+        prompts = (
+            f"{int(arm.prompts_per_minibatch.iloc[0])} prompts per mini-batch, "
+            if "prompts_per_minibatch" in arm
+            else ""
+        )
+        words = (
+            "validation score (mean of the last 3 validations)"
+            if score == "val_score"
+            else "final validation pass@1 (older table without val_score)"
+        )
+        protocol = (
+            f"stability sweep: {steps}{prompts}M in {{{', '.join(map(str, ms))}}} x lr in "
+            f"{{{', '.join(f'{x:g}' for x in lrs)}}}, {_clip_words(clip, s.cfg.max_grad_norm)}, {words}, "
+            f"{_seeds(len(seeds))}, "
+            "hierarchical 95% CI (seeds, then cells)"
+        )
         rows.append(_row("stability", s, protocol, measured, pairwise_verdict(ci["low"], ci["high"]), source=path))
     return rows or [_not_run("stability", s, f"off-policy cells (M >= 2) of REAL and GRPO in {path}", command)]
 
@@ -543,52 +652,83 @@ def _weights_row(s: Setting) -> dict:
     max_w_tau = max(m for _, m, _ in maxima) if maxima else None
     verdict = weights_verdict(derivation_ok, max_w_tau)
     if verdict == NOT_RUN:
-        missing = ("derivation_checks.csv" + (f" (rows {missing_checks})" if missing_checks else "")
-                   if derivation_ok is None else "offpolicy/real/max_w_times_tau in dynamics.csv or stability.csv")
+        missing = (
+            "derivation_checks.csv" + (f" (rows {missing_checks})" if missing_checks else "")
+            if derivation_ok is None
+            else "offpolicy/real/max_w_times_tau in dynamics.csv or stability.csv"
+        )
         command = f"make derive PROFILE={s.profile}" if derivation_ok is None and s.ran() else _reproduce(s)
-        why = "" if derivation_ok is None or s.cfg.minibatches_per_step > 1 else \
-            "the profile has M = 1 (no off-policy mini-batch): make sweep measures it off-policy"
+        why = (
+            ""
+            if derivation_ok is None or s.cfg.minibatches_per_step > 1
+            else "the profile has M = 1 (no off-policy mini-batch): make sweep measures it off-policy"
+        )
         return _not_run("weights", s, missing, command, why=why)
     derivation = "derivation's checks hold" if derivation_ok else "derivation's checks missing"
     # 4 decimals: float32 training gets within 1e-4 of the bound
-    measured = (f"{derivation}; largest |W| tau on real off-policy mini-batches {max_w_tau:.4f} (the bound: < 1; "
-                + ", ".join(f"{n}: {m:.4f} over {k} runs" for n, m, k in maxima) + ")")
-    protocol = (f"notebook 01's sympy and float64 checks at tau {s.cfg.tau:g}; every off-policy mini-batch "
-                "of the profile's runs (and its sweep's), whatever method trained")
+    measured = (
+        f"{derivation}; largest |W| tau on real off-policy mini-batches {max_w_tau:.4f} (the bound: < 1; "
+        + ", ".join(f"{n}: {m:.4f} over {k} runs" for n, m, k in maxima)
+        + ")"
+    )
+    protocol = (
+        f"notebook 01's sympy and float64 checks at tau {s.cfg.tau:g}; every off-policy mini-batch "
+        "of the profile's runs (and its sweep's), whatever method trained"
+    )
     return _row("weights", s, protocol, measured, verdict, source="; ".join(map(str, sources)))
 
 
 def _token_rows(s: Setting) -> list[dict]:
     path = s.table("mechanism.csv")
-    specs = [("misassign", "offpolicy/grpo_token/pos_corr_w_s", MISASSIGN_ABOVE,
-              "correlation of a positive rollout's GRPO weight with its s"),
-             ("dominate", "offpolicy/grpo_token/neg_top1pct_share", DOMINATE_ABOVE,
-              "share of GRPO's negative-token weight on the top 1% of negative tokens")]
+    specs = [
+        (
+            "misassign",
+            "offpolicy/grpo_token/pos_corr_w_s",
+            MISASSIGN_ABOVE,
+            "correlation of a positive rollout's GRPO weight with its s",
+        ),
+        (
+            "dominate",
+            "offpolicy/grpo_token/neg_top1pct_share",
+            DOMINATE_ABOVE,
+            "share of GRPO's negative-token weight on the top 1% of negative tokens",
+        ),
+    ]
     if path is None:
         command = f"make mechanism PROFILE={s.profile}" if s.ran() else _reproduce(s)
         return [_not_run(k, s, "mechanism.csv", command) for k, *_ in specs]
     table = pd.read_csv(path)
     grpo = table[table.method == "grpo"].set_index("metric")
-    context = {"offpolicy/grpo_token/pos_zeroed_frac": "clip zeroes {:.1%} of positive tokens",
-               "offpolicy/grpo_token/pos_corr_w_s_within": "within-rollout correlation {:.3f}",
-               "offpolicy/grpo_token/neg_above1_share": "negatives with ratio > 1 carry {:.1%} of the weight"}
+    context = {
+        "offpolicy/grpo_token/pos_zeroed_frac": "clip zeroes {:.1%} of positive tokens",
+        "offpolicy/grpo_token/pos_corr_w_s_within": "within-rollout correlation {:.3f}",
+        "offpolicy/grpo_token/neg_above1_share": "negatives with ratio > 1 carry {:.1%} of the weight",
+    }
     rows = []
     for key, metric, threshold, words in specs:
         if metric not in grpo.index or not grpo.loc[metric, "runs"] or not np.isfinite(grpo.loc[metric, "mean"]):
             why = "" if s.cfg.minibatches_per_step > 1 else "the profile has M = 1: no off-policy mini-batch"
-            rows.append(_not_run(key, s, f"{metric} of GRPO runs in {path}", f"make mechanism PROFILE={s.profile}",
-                                 why=why))
+            rows.append(
+                _not_run(key, s, f"{metric} of GRPO runs in {path}", f"make mechanism PROFILE={s.profile}", why=why)
+            )
             continue
         r = grpo.loc[metric]
         verdict, low, high = threshold_verdict(float(r["mean"]), float(r["sd"]), int(r["runs"]), threshold)
         interval = f" [{low:.3f}, {high:.3f}]" if np.isfinite(low) else " (one run: no interval)"
-        extra = [fmt.format(grpo.loc[c, "mean"]) for c, fmt in context.items()  # pos_* metrics go with misassign
-                 if key == ("misassign" if "/pos_" in c else "dominate") and c in grpo.index
-                 and np.isfinite(grpo.loc[c, "mean"])]
-        measured = (f"{words}: {r['mean']:.3f}{interval} (threshold {threshold:g})"
-                    + ("; " + "; ".join(extra) if extra else ""))
-        protocol = (f"GRPO's own runs, mean over each run's off-policy steps ({int(r['offpolicy_steps'])} steps, "
-                    f"{int(r['runs'])} run{'' if int(r['runs']) == 1 else 's'}), 95% t-interval over runs")
+        extra = [
+            fmt.format(grpo.loc[c, "mean"])
+            for c, fmt in context.items()  # pos_* metrics go with misassign
+            if key == ("misassign" if "/pos_" in c else "dominate")
+            and c in grpo.index
+            and np.isfinite(grpo.loc[c, "mean"])
+        ]
+        measured = f"{words}: {r['mean']:.3f}{interval} (threshold {threshold:g})" + (
+            "; " + "; ".join(extra) if extra else ""
+        )
+        protocol = (
+            f"GRPO's own runs, mean over each run's off-policy steps ({int(r['offpolicy_steps'])} steps, "
+            f"{int(r['runs'])} run{'' if int(r['runs']) == 1 else 's'}), 95% t-interval over runs"
+        )
         rows.append(_row(key, s, protocol, measured, verdict, source=path))
     return rows
 
@@ -598,39 +738,71 @@ def _protocol_rows(s: Setting) -> list[dict]:
     found = {p.stem.removeprefix("protocols-"): p for p in s.tables("protocols-*.csv")}
     for grid in s.study_grids():
         if grid not in found:
-            rows.append(_not_run("real_grpo", s, f"protocols-{grid}.csv", f"make study STUDY={grid}",
-                                 claim=f"{CLAIMS['real_grpo']} (study {grid})"))
+            rows.append(
+                _not_run(
+                    "real_grpo",
+                    s,
+                    f"protocols-{grid}.csv",
+                    f"make study STUDY={grid}",
+                    claim=f"{CLAIMS['real_grpo']} (study {grid})",
+                )
+            )
     for grid, path in found.items():
         table = pd.read_csv(path)
         for _, r in table[table.method == "real"].iterrows():
-            ref = table[(table.method == "grpo") & (table.protocol == r.protocol) & (table.minibatches == r.minibatches)
-                        & (table.grad_clip == r.grad_clip)]
+            ref = table[
+                (table.method == "grpo")
+                & (table.protocol == r.protocol)
+                & (table.minibatches == r.minibatches)
+                & (table.grad_clip == r.grad_clip)
+            ]
             arm = f"{r.protocol}, clip {r.grad_clip}, M={r.minibatches}"
             claim = f"{CLAIMS['real_grpo']} (study {grid}: {arm})"
             if not np.isfinite(r["low"]) or ref.empty:
-                rows.append(_not_run("real_grpo", s, f"REAL and GRPO of arm {arm} in {path}",
-                                     f"make study STUDY={grid}", claim=claim))
+                rows.append(
+                    _not_run(
+                        "real_grpo", s, f"REAL and GRPO of arm {arm} in {path}", f"make study STUDY={grid}", claim=claim
+                    )
+                )
                 continue
-            protocol = (f"study {grid}, arm: {r.protocol} (REAL lr {r.lr:g}, GRPO lr {ref.lr.iloc[0]:g}), "
-                        f"{_clip_words(r.grad_clip, s.cfg.max_grad_norm)}, M={r.minibatches}, test pass@1, "
-                        f"{_seeds(int(r.seeds))}, "
-                        "hierarchical 95% CI (seeds, then problems)")
-            measured = (f"REAL - GRPO {_interval(r['diff'], r['low'], r['high'])} (REAL {r['test_pass@1']:.3f} vs "
-                        f"GRPO {ref['test_pass@1'].iloc[0]:.3f})")
-            rows.append(_row("real_grpo", s, protocol, measured, pairwise_verdict(r["low"], r["high"]), source=path,
-                             claim=claim))
+            protocol = (
+                f"study {grid}, arm: {r.protocol} (REAL lr {r.lr:g}, GRPO lr {ref.lr.iloc[0]:g}), "
+                f"{_clip_words(r.grad_clip, s.cfg.max_grad_norm)}, M={r.minibatches}, test pass@1, "
+                f"{_seeds(int(r.seeds))}, "
+                "hierarchical 95% CI (seeds, then problems)"
+            )
+            measured = (
+                f"REAL - GRPO {_interval(r['diff'], r['low'], r['high'])} (REAL {r['test_pass@1']:.3f} vs "
+                f"GRPO {ref['test_pass@1'].iloc[0]:.3f})"
+            )
+            rows.append(
+                _row(
+                    "real_grpo", s, protocol, measured, pairwise_verdict(r["low"], r["high"]), source=path, claim=claim
+                )
+            )
     return rows
 
 
 def setting_rows(s: Setting, n_boot: int = 10_000, seed: int = 0) -> list[dict]:
     """Every claim of one setting (see the module docstring for the rules)."""
     bootstrap = {"n_boot": n_boot, "seed": seed}
-    return [*_pairwise_rows(s, bootstrap), _entropy_row(s), *_stability_rows(s, bootstrap), _weights_row(s),
-            *_token_rows(s), *_protocol_rows(s)]
+    return [
+        *_pairwise_rows(s, bootstrap),
+        _entropy_row(s),
+        *_stability_rows(s, bootstrap),
+        _weights_row(s),
+        *_token_rows(s),
+        *_protocol_rows(s),
+    ]
 
 
-def build_ledger(profiles: list[str] | None = None, runs_root: str | Path = "runs",
-                 results_root: str | Path = "results", n_boot: int = 10_000, seed: int = 0) -> pd.DataFrame:
+def build_ledger(
+    profiles: list[str] | None = None,
+    runs_root: str | Path = "runs",
+    results_root: str | Path = "results",
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The ledger (:data:`COLUMNS`), one row per (claim, setting), settings in ``profiles`` order
     (default :func:`ledger_profiles`), read from ``<runs_root>/<profile>/tables`` or else
     ``<results_root>/<profile>``. ``n_boot`` and ``seed``: the bootstrap's. Raises ``ValueError``
@@ -658,10 +830,15 @@ def ledger_markdown(ledger: pd.DataFrame) -> str:
     grid = verdict_grid(ledger)
     paper = ledger.drop_duplicates("claim").set_index("claim")["paper_evidence"]
     grid.insert(0, "paper", paper.loc[grid.index])
-    detail = ledger.assign(**{"source or command": [c if v == NOT_RUN else s for s, c, v in
-                                                    zip(ledger.source, ledger.command, ledger.verdict)]})
+    detail = ledger.assign(
+        **{
+            "source or command": [
+                c if v == NOT_RUN else s for s, c, v in zip(ledger.source, ledger.command, ledger.verdict)
+            ]
+        }
+    )
     detail = detail[["claim", "setting", "protocol", "measured", "verdict", "source or command"]]
-    return (grid.reset_index().to_markdown(index=False) + "\n\n" + detail.to_markdown(index=False) + "\n")
+    return grid.reset_index().to_markdown(index=False) + "\n\n" + detail.to_markdown(index=False) + "\n"
 
 
 def write_ledger(ledger: pd.DataFrame, out_dir: str | Path = "results") -> list[Path]:
@@ -670,11 +847,14 @@ def write_ledger(ledger: pd.DataFrame, out_dir: str | Path = "results") -> list[
     missing = [c for c in COLUMNS if c not in ledger]
     bad = sorted(set(ledger.get("verdict", [])) - set(VERDICTS))
     if missing or bad:
-        raise ValueError(f"not a claims ledger: missing columns {missing}, unknown verdicts {bad}; "
-                         "build it with build_ledger")
+        raise ValueError(
+            f"not a claims ledger: missing columns {missing}, unknown verdicts {bad}; build it with build_ledger"
+        )
     out_dir = Path(out_dir)
-    return [atomic_write_text(out_dir / "claims.csv", ledger[COLUMNS].to_csv(index=False)),
-            atomic_write_text(out_dir / "claims.md", ledger_markdown(ledger))]
+    return [
+        atomic_write_text(out_dir / "claims.csv", ledger[COLUMNS].to_csv(index=False)),
+        atomic_write_text(out_dir / "claims.md", ledger_markdown(ledger)),
+    ]
 
 
 VERDICT_COLOURS = {REPRODUCED: "#4daf4a", CONTRADICTED: "#e41a1c", CANNOT_TELL: "#ffbf00", NOT_RUN: "#d9d9d9"}
@@ -690,8 +870,13 @@ def plot_verdict_grid(ledger: pd.DataFrame):
     grid = verdict_grid(ledger)
     codes = grid.apply(lambda c: c.map(lambda v: VERDICTS.index(v) if v else np.nan)).to_numpy(dtype=float)
     fig, ax = plt.subplots(figsize=(5.0 + 1.1 * grid.shape[1], 1.4 + 0.36 * grid.shape[0]))
-    ax.imshow(np.ma.masked_invalid(codes), cmap=ListedColormap([VERDICT_COLOURS[v] for v in VERDICTS]), vmin=-0.5,
-              vmax=len(VERDICTS) - 0.5, aspect="auto")
+    ax.imshow(
+        np.ma.masked_invalid(codes),
+        cmap=ListedColormap([VERDICT_COLOURS[v] for v in VERDICTS]),
+        vmin=-0.5,
+        vmax=len(VERDICTS) - 0.5,
+        aspect="auto",
+    )
     ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="left")
     ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=8)
     ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)
@@ -699,7 +884,12 @@ def plot_verdict_grid(ledger: pd.DataFrame):
     ax.set_yticks(np.arange(-0.5, grid.shape[0]), minor=True)
     ax.grid(which="minor", color="white", linewidth=2)
     ax.tick_params(which="minor", length=0)
-    ax.legend(handles=[Patch(color=VERDICT_COLOURS[v], label=v) for v in VERDICTS], loc="upper left",
-              bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    ax.legend(
+        handles=[Patch(color=VERDICT_COLOURS[v], label=v) for v in VERDICTS],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        fontsize=8,
+        frameon=False,
+    )
     fig.tight_layout()
     return fig

@@ -274,7 +274,14 @@ class Config:
                 f"minibatches_per_step={self.minibatches_per_step} must be >= 1 and divide "
                 f"prompts_per_step={self.prompts_per_step} (mini-batches hold whole groups)"
             )
-        for name in ("total_steps", "max_new_tokens", "eval_prompts", "eval_samples", "test_samples", "concurrent_jobs"):
+        for name in (
+            "total_steps",
+            "max_new_tokens",
+            "eval_prompts",
+            "eval_samples",
+            "test_samples",
+            "concurrent_jobs",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0 or self.checkpoint_every < 1:
@@ -344,7 +351,9 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, str):
             value = yaml.safe_load(value) if value.strip() else {}
         if not isinstance(value, dict):
-            raise ValueError(f"config field {name!r} expects a mapping like '{{question: q, answer: a}}', got {value!r}")
+            raise ValueError(
+                f"config field {name!r} expects a mapping like '{{question: q, answer: a}}', got {value!r}"
+            )
         return value
     if FIELDS[name].default_factory is not dataclasses.MISSING:  # list fields
         if isinstance(value, str):
@@ -375,9 +384,7 @@ def _coerce(name: str, value: Any) -> Any:
             raise TypeError
         return kind(value)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"config field {name!r} expects {kind.__name__}, got {value!r}"
-        ) from None
+        raise ValueError(f"config field {name!r} expects {kind.__name__}, got {value!r}") from None
 
 
 def check_field_names(names) -> None:
@@ -387,9 +394,7 @@ def check_field_names(names) -> None:
         for n in unknown:
             close = difflib.get_close_matches(n, FIELDS, n=1)
             hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(
-            f"unknown config field(s): {', '.join(hints)}. Valid fields: {', '.join(FIELDS)}"
-        )
+        raise ValueError(f"unknown config field(s): {', '.join(hints)}. Valid fields: {', '.join(FIELDS)}")
 
 
 def parse_overrides(tokens: list[str]) -> dict[str, str]:
@@ -450,7 +455,9 @@ def load_config(
     if config is not None:
         path = Path(config)
         if not path.is_file():
-            raise ValueError(f"config file {str(path)!r} does not exist; profiles live in {USER_PROFILES} and {PACKAGE_PROFILES}")
+            raise ValueError(
+                f"config file {str(path)!r} does not exist; profiles live in {USER_PROFILES} and {PACKAGE_PROFILES}"
+            )
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {str(path)!r} must hold a mapping of field: value")

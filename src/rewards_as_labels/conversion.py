@@ -58,7 +58,11 @@ def field_value(row: Mapping[str, Any], path: str) -> Any:
 
 
 def _is_chat(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(m, Mapping) and "content" in m for m in value)
+    return (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and all(isinstance(m, Mapping) and "content" in m for m in value)
+    )
 
 
 def message_text(value: Any) -> tuple[str, bool]:
@@ -199,8 +203,13 @@ def rows_to_problems(spec: DatasetSpec, rows: list[Mapping], split: str, fix: st
                 level=_level(_optional(row, spec.level)),
             )
         )
-    report = {"rows": len(rows), "kept": len(problems), "dropped": dropped,
-              "dropped_problems": listed, "dropped_alternatives": dropped_alternatives}
+    report = {
+        "rows": len(rows),
+        "kept": len(problems),
+        "dropped": dropped,
+        "dropped_problems": listed,
+        "dropped_alternatives": dropped_alternatives,
+    }
     if other_messages:
         report["other_messages"] = other_messages
     return problems, report

@@ -45,7 +45,9 @@ SHOWN = 3  # dropped problems that make data prints per reason (the manifest lis
 # ----------------------------------------------------------------------------- names
 def is_file_source(name: str) -> bool:
     """True when ``name`` is a path to your files, not a name of the registry."""
-    return name != EMBEDDED and name not in TRAINING_SETS and name not in BENCHMARKS and local_files.looks_like_path(name)
+    return (
+        name != EMBEDDED and name not in TRAINING_SETS and name not in BENCHMARKS and local_files.looks_like_path(name)
+    )
 
 
 def data_name(name: str) -> str:
@@ -107,8 +109,10 @@ def cache_dir(cfg, name: str) -> Path:
 
 def _make_hint(cfg, name: str, kind: str) -> str:
     flag, option = ("EVAL", "eval_sets") if kind == "benchmark" else ("DATA", "task")
-    command = (f"run `make data PROFILE={cfg.profile} {flag}={name}` "
-               f"(or `python -m rewards_as_labels data --profile {cfg.profile} --{option} {name}`)")
+    command = (
+        f"run `make data PROFILE={cfg.profile} {flag}={name}` "
+        f"(or `python -m rewards_as_labels data --profile {cfg.profile} --{option} {name}`)"
+    )
     if is_file_source(name):
         return command
     return f"{command} on a machine that reaches the Hugging Face hub, then copy {cache_dir(cfg, name)} here"
@@ -146,8 +150,10 @@ def _write_cache(folder: Path, spec: DatasetSpec, rows: Mapping[str, list], fix:
     for split, split_rows in rows.items():
         problems, report = rows_to_problems(spec, split_rows, split, fix)
         if not problems:
-            raise ValueError(f"{spec.name!r} split {split!r}: no usable problem among {len(split_rows)} rows "
-                             f"(dropped: {report['dropped']}); {fix}")
+            raise ValueError(
+                f"{spec.name!r} split {split!r}: no usable problem among {len(split_rows)} rows "
+                f"(dropped: {report['dropped']}); {fix}"
+            )
         write_problems(folder / f"{split}.jsonl", problems)
         reports[split] = report
     atomic_write_json(folder / MANIFEST, {**manifest, "splits": reports})
@@ -155,8 +161,10 @@ def _write_cache(folder: Path, spec: DatasetSpec, rows: Mapping[str, list], fix:
 
 def _is_current(folder: Path, fingerprint: str, splits) -> bool:
     manifest = read_manifest(folder)
-    return bool(manifest) and manifest.get("fingerprint") == fingerprint and all(
-        (folder / f"{s}.jsonl").is_file() for s in splits
+    return (
+        bool(manifest)
+        and manifest.get("fingerprint") == fingerprint
+        and all((folder / f"{s}.jsonl").is_file() for s in splits)
     )
 
 
@@ -177,12 +185,26 @@ def _prepare_files(cfg, path: str, kind: str, force: bool) -> Path:
     spec, layout = next(iter(layouts.values()))
     if any(other != (spec, layout) for other in layouts.values()):
         found = {name: layout for name, (_, layout) in layouts.items()}
-        raise ValueError(f"{role} {path!r}: its files have different layouts {found}; give them one layout or separate entries")
+        raise ValueError(
+            f"{role} {path!r}: its files have different layouts {found}; give them one layout or separate entries"
+        )
     fix = f"check {path} (read in the {layout} layout) or map its columns with data_fields in the config"
-    _write_cache(folder, spec, {split: rows}, fix, {
-        "name": data_name(path), "source": "files", "path": str(path), "layout": layout, "kind": kind,
-        "files": hashes, "data_fields": cfg.data_fields, "fingerprint": fingerprint,
-    })
+    _write_cache(
+        folder,
+        spec,
+        {split: rows},
+        fix,
+        {
+            "name": data_name(path),
+            "source": "files",
+            "path": str(path),
+            "layout": layout,
+            "kind": kind,
+            "files": hashes,
+            "data_fields": cfg.data_fields,
+            "fingerprint": fingerprint,
+        },
+    )
     return folder
 
 
@@ -212,11 +234,22 @@ def prepare(cfg, name: str, data_files: Mapping[str, Any] | None = None, force: 
             raise ValueError(f"cannot download {name!r} ({spec.hub_id}): {reason}; {_make_hint(cfg, name, spec.kind)}")
     elif missing := [s for s in hub_splits if s not in data_files]:
         raise ValueError(f"data_files for {name!r} lack the hub split(s) {missing}")
-    rows = {s: fetch_rows(hub_source(spec, s) if data_files is None else file_source(data_files[s])) for s in hub_splits}
-    _write_cache(folder, spec, rows, f"the hub's schema changed? fix data_registry.{name}", {
-        "name": name, "hub_id": spec.hub_id, "configs": list(spec.configs), "fingerprint": spec.fingerprint(),
-        "source": "hub" if data_files is None else "files",
-    })
+    rows = {
+        s: fetch_rows(hub_source(spec, s) if data_files is None else file_source(data_files[s])) for s in hub_splits
+    }
+    _write_cache(
+        folder,
+        spec,
+        rows,
+        f"the hub's schema changed? fix data_registry.{name}",
+        {
+            "name": name,
+            "hub_id": spec.hub_id,
+            "configs": list(spec.configs),
+            "fingerprint": spec.fingerprint(),
+            "source": "hub" if data_files is None else "files",
+        },
+    )
     return folder
 
 
@@ -243,8 +276,10 @@ def _read_cached(cfg, name: str, split: str, kind: str) -> list[Problem]:
     if manifest is None or not path.is_file():
         raise ValueError(f"data set {name!r} is not prepared (no {path}); {hint}")
     if "fingerprint" not in manifest:
-        raise ValueError(f"{folder / MANIFEST} has no 'fingerprint' field, so nothing says what the cache was made "
-                         f"from (hand-written, or another tool's cache?); {hint} to rebuild it")
+        raise ValueError(
+            f"{folder / MANIFEST} has no 'fingerprint' field, so nothing says what the cache was made "
+            f"from (hand-written, or another tool's cache?); {hint} to rebuild it"
+        )
     hashes = None
     if is_file_source(name):
         hashes = local_files.file_hashes(local_files.files_of(name, _role(kind)))
@@ -325,8 +360,10 @@ def describe(name: str, folder: Path, manifest: Mapping) -> list[str]:
         for a in alternatives[:SHOWN]:
             lines.append(f"  dropped an alternative of {a['id']}: gold {a['gold']!r}: {a['why']}")
         if report.get("other_messages"):
-            lines.append(f"  prompts with other chat messages (e.g. a system prompt) not kept: {report['other_messages']}; "
-                         "set system_prompt in the config to send one")
+            lines.append(
+                f"  prompts with other chat messages (e.g. a system prompt) not kept: {report['other_messages']}; "
+                "set system_prompt in the config to send one"
+            )
         if dropped or alternatives:
             lines.append(f"  (listed in {folder / MANIFEST})")
     return lines

@@ -69,38 +69,87 @@ _DAPO_STRIP = (
     r"\s*Remember to put your answer on its own line after \"Answer:\"\.\s*$",
 )
 MATH_SUBJECTS = (
-    "algebra", "counting_and_probability", "geometry", "intermediate_algebra",
-    "number_theory", "prealgebra", "precalculus",
+    "algebra",
+    "counting_and_probability",
+    "geometry",
+    "intermediate_algebra",
+    "number_theory",
+    "prealgebra",
+    "precalculus",
 )
 
 TRAINING_SETS: dict[str, DatasetSpec] = {
     s.name: s
     for s in (
-        DatasetSpec("deepscaler", "agentica-org/DeepScaleR-Preview-Dataset", {"train": "train"}, "problem", "answer",
-                    note="the paper's training set (~40k AIME/AMC/Omni-MATH/STILL problems)"),
-        DatasetSpec("gsm8k", "openai/gsm8k", {"train": "train", "test": "test"}, "question", "answer",
-                    answer_format="gsm8k", configs=("main",)),
-        DatasetSpec("math", "EleutherAI/hendrycks_math", {"train": "train", "test": "test"}, "problem", "solution",
-                    answer_format="boxed", configs=MATH_SUBJECTS, level="level",
-                    note="Hendrycks MATH (hendrycks/competition_math is no longer downloadable)"),
-        DatasetSpec("numina_tir", "AI-MO/NuminaMath-TIR", {"train": "train", "test": "test"}, "problem", "solution",
-                    answer_format="boxed", note="the ms-swift port's data (4,000 problems there)"),
-        DatasetSpec("dapo17k", "BytedTsinghua-SIA/DAPO-Math-17k", {"train": "train"}, "prompt.0.content",
-                    "reward_model.ground_truth", strip=_DAPO_STRIP, note="the paper's alternative training set"),
+        DatasetSpec(
+            "deepscaler",
+            "agentica-org/DeepScaleR-Preview-Dataset",
+            {"train": "train"},
+            "problem",
+            "answer",
+            note="the paper's training set (~40k AIME/AMC/Omni-MATH/STILL problems)",
+        ),
+        DatasetSpec(
+            "gsm8k",
+            "openai/gsm8k",
+            {"train": "train", "test": "test"},
+            "question",
+            "answer",
+            answer_format="gsm8k",
+            configs=("main",),
+        ),
+        DatasetSpec(
+            "math",
+            "EleutherAI/hendrycks_math",
+            {"train": "train", "test": "test"},
+            "problem",
+            "solution",
+            answer_format="boxed",
+            configs=MATH_SUBJECTS,
+            level="level",
+            note="Hendrycks MATH (hendrycks/competition_math is no longer downloadable)",
+        ),
+        DatasetSpec(
+            "numina_tir",
+            "AI-MO/NuminaMath-TIR",
+            {"train": "train", "test": "test"},
+            "problem",
+            "solution",
+            answer_format="boxed",
+            note="the ms-swift port's data (4,000 problems there)",
+        ),
+        DatasetSpec(
+            "dapo17k",
+            "BytedTsinghua-SIA/DAPO-Math-17k",
+            {"train": "train"},
+            "prompt.0.content",
+            "reward_model.ground_truth",
+            strip=_DAPO_STRIP,
+            note="the paper's alternative training set",
+        ),
     )
 }
 BENCHMARKS: dict[str, DatasetSpec] = {
     s.name: s
     for s in (
-        DatasetSpec("math500", "HuggingFaceH4/MATH-500", {"test": "test"}, "problem", "answer", level="level",
-                    kind="benchmark"),
+        DatasetSpec(
+            "math500", "HuggingFaceH4/MATH-500", {"test": "test"}, "problem", "answer", level="level", kind="benchmark"
+        ),
         DatasetSpec("aime24", "HuggingFaceH4/aime_2024", {"test": "train"}, "problem", "answer", kind="benchmark"),
         DatasetSpec("aime25", "yentinglin/aime_2025", {"test": "train"}, "problem", "answer", kind="benchmark"),
         DatasetSpec("amc23", "math-ai/amc23", {"test": "test"}, "question", "answer", kind="benchmark"),
         DatasetSpec("minerva", "math-ai/minervamath", {"test": "test"}, "question", "answer", kind="benchmark"),
-        DatasetSpec("olympiadbench", "Hothan/OlympiadBench", {"test": "train"}, "question", "final_answer",
-                    configs=("OE_TO_maths_en_COMP",), kind="benchmark", gold_list="parts",
-                    note="open-ended, text-only, English maths competition subset (675 problems)"),
+        DatasetSpec(
+            "olympiadbench",
+            "Hothan/OlympiadBench",
+            {"test": "train"},
+            "question",
+            "final_answer",
+            configs=("OE_TO_maths_en_COMP",),
+            kind="benchmark",
+            gold_list="parts",
+            note="open-ended, text-only, English maths competition subset (675 problems)",
+        ),
     )
 }
 NAMES_HINT = (
@@ -108,8 +157,14 @@ NAMES_HINT = (
     "or a path to your own .parquet, .jsonl, .json or .csv file, or a folder of them"
 )
 # the paper's column names, for tables
-BENCHMARK_TITLES = {"aime24": "AIME24", "aime25": "AIME25", "math500": "MATH500", "amc23": "AMC23",
-                    "minerva": "Minerva", "olympiadbench": "O-Bench"}
+BENCHMARK_TITLES = {
+    "aime24": "AIME24",
+    "aime25": "AIME25",
+    "math500": "MATH500",
+    "amc23": "AMC23",
+    "minerva": "Minerva",
+    "olympiadbench": "O-Bench",
+}
 
 
 def spec_of(name: str) -> DatasetSpec:
@@ -119,4 +174,3 @@ def spec_of(name: str) -> DatasetSpec:
     if name in BENCHMARKS:
         return BENCHMARKS[name]
     raise ValueError(f"unknown data set {name!r}; {NAMES_HINT}")
-

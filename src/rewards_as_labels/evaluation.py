@@ -100,8 +100,13 @@ def evaluate_policy(
         chunk = problems[start : start + batch_size]
         prompts = [format_prompt(tokenizer, p, cfg) for p in chunk]
         batch = backend.generate(
-            prompts, samples, temperature=temperature, max_new_tokens=max_new_tokens,
-            top_k=top_k, top_p=top_p, seed=seed + b,
+            prompts,
+            samples,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed + b,
         )
         golds = [p.answer for p in chunk for _ in range(samples)]  # prompt-major like the batch
         boxed = asks_for_box(chunk)  # hub maths: only a \boxed{} answer counts
@@ -112,7 +117,9 @@ def evaluate_policy(
             counts[key] += value
         if greedy:
             g = backend.generate(prompts, 1, temperature=0.0, max_new_tokens=max_new_tokens, seed=seed + b)
-            g_rewards, gc = score_completions(g.texts, [p.answer for p in chunk], g.truncated.tolist(), boxed)  # [len(chunk)]
+            g_rewards, gc = score_completions(
+                g.texts, [p.answer for p in chunk], g.truncated.tolist(), boxed
+            )  # [len(chunk)]
             greedy_correct += int(g_rewards.sum())
             for key, value in gc.items():
                 greedy_counts[key] += value
@@ -182,9 +189,20 @@ def evaluate_on_sets(cfg, model, tokenizer, sets: dict, samples: int, backend=No
     """``(name, evaluate_policy result)`` per problem set, drawn with the one test seed
     ``derive_seed(cfg.data_seed, "test")`` at ``cfg.eval_temperature``: every model answers the same draws."""
     for name, problems in sets.items():
-        yield name, evaluate_policy(model, tokenizer, problems, samples=samples, temperature=cfg.eval_temperature,
-                                    max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.data_seed, "test"),
-                                    backend=backend, cfg=cfg)
+        yield (
+            name,
+            evaluate_policy(
+                model,
+                tokenizer,
+                problems,
+                samples=samples,
+                temperature=cfg.eval_temperature,
+                max_new_tokens=cfg.max_new_tokens,
+                seed=derive_seed(cfg.data_seed, "test"),
+                backend=backend,
+                cfg=cfg,
+            ),
+        )
 
 
 def evaluate_run(cfg, folder, samples: int = 0) -> dict:
@@ -203,12 +221,16 @@ def evaluate_run(cfg, folder, samples: int = 0) -> dict:
     k = samples or cfg.test_samples
     sets = evaluation_sets(cfg)
     model, tokenizer = load_policy(cfg, path=ckpt / "model")
-    backend = make_backend(cfg, model, tokenizer, prompts=[format_prompt(tokenizer, p, cfg) for ps in sets.values() for p in ps])
+    backend = make_backend(
+        cfg, model, tokenizer, prompts=[format_prompt(tokenizer, p, cfg) for ps in sets.values() for p in ps]
+    )
     out = {"checkpoint": ckpt.name, "samples": k, "benchmarks": {}}
     for name, res in evaluate_on_sets(cfg, model, tokenizer, sets, k, backend):
-        out["benchmarks"][name] = {"problem_ids": [str(i) for i in res["problem_ids"]],
-                                   "per_problem_correct": res["per_problem_correct"],
-                                   **{key: v for key, v in res.items() if isinstance(v, (int, float))}}
+        out["benchmarks"][name] = {
+            "problem_ids": [str(i) for i in res["problem_ids"]],
+            "per_problem_correct": res["per_problem_correct"],
+            **{key: v for key, v in res.items() if isinstance(v, (int, float))},
+        }
     atomic_write_json(folder / "test.json", out)
     return out
 
@@ -237,23 +259,44 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
     for method, seed, path in models:
         model, tokenizer = load_policy(cfg, path=path)
         # one sampler, sized for every prompt it will see; evaluate_policy syncs each model into it
-        backend = backend or make_backend(cfg, model, tokenizer,
-                                          prompts=[format_prompt(tokenizer, p, cfg) for ps in sets.values() for p in ps])
+        backend = backend or make_backend(
+            cfg, model, tokenizer, prompts=[format_prompt(tokenizer, p, cfg) for ps in sets.values() for p in ps]
+        )
         for name, res in evaluate_on_sets(cfg, model, tokenizer, sets, k, backend):
-            per_problem.append(pd.DataFrame({"method": method, "seed": seed, "benchmark": name,
-                                             "problem_id": [str(i) for i in res["problem_ids"]],
-                                             "correct": res["per_problem_correct"], "samples": k}))
-            rows.append({"method": method, "seed": seed, "checkpoint": str(path or cfg.model),
-                         **({"benchmark": name} if cfg.eval_sets else {}),
-                         **{key: v for key, v in res.items() if isinstance(v, (int, float))}})
-            print(f"{method:>5} seed {seed} {name}: pass@1 {res['pass@1']:.3f}  pass@{k} {res[f'pass@{k}']:.3f}  greedy {res['greedy']:.3f}")
+            per_problem.append(
+                pd.DataFrame(
+                    {
+                        "method": method,
+                        "seed": seed,
+                        "benchmark": name,
+                        "problem_id": [str(i) for i in res["problem_ids"]],
+                        "correct": res["per_problem_correct"],
+                        "samples": k,
+                    }
+                )
+            )
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "checkpoint": str(path or cfg.model),
+                    **({"benchmark": name} if cfg.eval_sets else {}),
+                    **{key: v for key, v in res.items() if isinstance(v, (int, float))},
+                }
+            )
+            print(
+                f"{method:>5} seed {seed} {name}: pass@1 {res['pass@1']:.3f}  pass@{k} {res[f'pass@{k}']:.3f}  greedy {res['greedy']:.3f}"
+            )
     tables = cfg.profile_dir / "tables"
     out = {"evaluation": pd.DataFrame(rows), "benchmarks": None, "table": None}
     if cfg.eval_sets:  # one row per model and benchmark; evaluation.csv gets each model's macro average (Avg)
         out["benchmarks"] = benchmarks = pd.DataFrame(rows)
         atomic_write_text(tables / "benchmarks.csv", benchmarks.to_csv(index=False))
-        out["evaluation"] = (benchmarks.groupby(["method", "seed", "checkpoint"], sort=False)[["pass@1", f"pass@{k}", "greedy"]]
-                             .mean().reset_index())
+        out["evaluation"] = (
+            benchmarks.groupby(["method", "seed", "checkpoint"], sort=False)[["pass@1", f"pass@{k}", "greedy"]]
+            .mean()
+            .reset_index()
+        )
         out["table"] = benchmark_table(benchmarks)
         atomic_write_text(tables / "benchmarks_pass@1.csv", out["table"].to_csv())
     out["per_problem"] = pd.concat(per_problem, ignore_index=True)

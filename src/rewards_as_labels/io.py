@@ -231,7 +231,7 @@ class JsonlWriter:
                 size = os.fstat(fd).st_size
                 view = memoryview(data)
                 while view:  # a full disk can accept part of a row, then refuse the rest
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 if self.fsync:
                     os.fsync(fd)
             except OSError:
@@ -242,7 +242,8 @@ class JsonlWriter:
                 os.close(fd)
         except OSError as exc:
             raise write_error(
-                exc, f"could not append step {row.get('step')} to {self.path}",
+                exc,
+                f"could not append step {row.get('step')} to {self.path}",
                 f"earlier rows are intact; {FIX_SPACE}, then rerun with --resume",
             ) from exc
 

@@ -80,7 +80,9 @@ def files_of(path: str, role: str) -> list[Path]:
             found = sorted(f.name for f in p.iterdir())[:10]
             raise ValueError(f"{role} {path!r}: the folder holds no {', '.join(SUFFIXES)} file (found: {found})")
         return files
-    raise ValueError(f"{role} {path!r}: no such file or folder (relative paths start at the working folder {Path.cwd()})")
+    raise ValueError(
+        f"{role} {path!r}: no such file or folder (relative paths start at the working folder {Path.cwd()})"
+    )
 
 
 def check_data_fields(data_fields) -> None:
@@ -113,8 +115,13 @@ def file_hashes(files: list[Path]) -> dict[str, str]:
 
 def fingerprint(hashes: dict[str, str], data_fields: dict, kind: str) -> str:
     """What a cache of these files depends on: their bytes, the mapping, the role, our conversion."""
-    blob = {"files": hashes, "data_fields": data_fields, "kind": kind, "instruction": INSTRUCTION,
-            "version": REGISTRY_VERSION}
+    blob = {
+        "files": hashes,
+        "data_fields": data_fields,
+        "kind": kind,
+        "instruction": INSTRUCTION,
+        "version": REGISTRY_VERSION,
+    }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -128,10 +135,15 @@ def layout_spec(name: str, columns: list[str], data_fields: dict, kind: str, whe
     base = {"name": name, "hub_id": "", "splits": {split: split}, "kind": kind}
     mapped = [data_fields.get(k) for k in ("question", "answer", "prompt", "level")]
     if data_fields and _fields_present(columns, *mapped):
-        spec = DatasetSpec(**base, question=data_fields["question"], answer=data_fields["answer"],
-                           answer_format=data_fields.get("answer_format", "plain"),
-                           gold_list=data_fields.get("gold_list", "alternatives"),
-                           prompt=data_fields.get("prompt"), level=data_fields.get("level"))
+        spec = DatasetSpec(
+            **base,
+            question=data_fields["question"],
+            answer=data_fields["answer"],
+            answer_format=data_fields.get("answer_format", "plain"),
+            gold_list=data_fields.get("gold_list", "alternatives"),
+            prompt=data_fields.get("prompt"),
+            level=data_fields.get("level"),
+        )
         return spec, "data_fields"
     if "prompt" in columns and "reward_model" in columns:
         return DatasetSpec(**base, question="prompt", answer="reward_model.ground_truth", prompt="prompt"), "verl"
@@ -139,7 +151,9 @@ def layout_spec(name: str, columns: list[str], data_fields: dict, kind: str, whe
     answer = next((c for c in ("answer", "solution") if c in columns), None)
     if question and answer:
         answer_format = "plain" if answer == "answer" else "boxed"
-        return DatasetSpec(**base, question=question, answer=answer, answer_format=answer_format), f"flat {question}/{answer}"
+        return DatasetSpec(
+            **base, question=question, answer=answer, answer_format=answer_format
+        ), f"flat {question}/{answer}"
     mapping = f"; data_fields {data_fields} name fields it lacks" if data_fields else ""
     raise ValueError(f"{where}: no supported layout among its columns {columns}{mapping}. Layouts: {LAYOUTS}")
 

@@ -163,8 +163,10 @@ def makevars(
 
         grid = load_grid(sweep)
         if profile_given and profile != grid.profile:
-            raise ValueError(f"sweep grid {sweep!r} runs on its profile {grid.profile!r}, not PROFILE={profile}: "
-                             f"drop PROFILE= or name a grid of profile {profile!r} (SWEEP=<name>)")
+            raise ValueError(
+                f"sweep grid {sweep!r} runs on its profile {grid.profile!r}, not PROFILE={profile}: "
+                f"drop PROFILE= or name a grid of profile {profile!r} (SWEEP=<name>)"
+            )
         profile = grid.profile
     eval_names = [e.strip() for e in evals.split(",") if e.strip()]
     overrides = {"model": model, "task": data, "eval_sets": ",".join(eval_names)}
@@ -188,8 +190,10 @@ def makevars(
         return f"{run}/{run_name(m, s)}/final.json", {"RUN_METHOD": m, "RUN_SEED": str(s)}
 
     train = dict([run_target(one(method, "METHOD", METHODS), one(seed, "SEED", kind=int))])
-    lists = [RunList("RUNS", dict(run_target(m, s) for m in method_list for s in seed_list)),
-             RunList("TRAIN_RUN", train)]
+    lists = [
+        RunList("RUNS", dict(run_target(m, s) for m in method_list for s in seed_list)),
+        RunList("TRAIN_RUN", train),
+    ]
     prereq = [f"$(wildcard {mk(str(USER_PROFILES / f'{profile}.yaml'))})", mk(rel(profile_path(profile)))]
     modules = ["makevars", "config", "data", "local_files"]
     sweep_yaml = ""
@@ -198,8 +202,15 @@ def makevars(
 
         sweep_yaml = rel(grid_path(sweep))
         for var, product in (("SWEEP_RUNS", "final.json"), ("SWEEP_TESTS", "test.json")):  # trained; evaluated on test
-            lists.append(RunList(var, {f"{run}/sweep/{name}/{product}": {"SWEEP_OVERRIDES": mk(shell_words(ov))}
-                                       for name, ov in runs(grid)}))
+            lists.append(
+                RunList(
+                    var,
+                    {
+                        f"{run}/sweep/{name}/{product}": {"SWEEP_OVERRIDES": mk(shell_words(ov))}
+                        for name, ov in runs(grid)
+                    },
+                )
+            )
         prereq += [f"$(wildcard {mk(str(USER_PROFILES / 'sweeps' / f'{sweep}.yaml'))})", mk(sweep_yaml)]
         modules.append("sweep")
     else:
@@ -225,8 +236,11 @@ def makevars(
 
 def render(mv: MakeVars, path: str | Path = "", command: str = "") -> str:
     """The text of the ``.mk`` file at ``path``; its last rule names ``path`` and its prerequisites."""
-    lines = [f"# Written by `python -m rewards_as_labels.makevars{command}`; the Makefile includes it and",
-             "# rewrites it when a prerequisite at the end changes. Do not edit.", ""]
+    lines = [
+        f"# Written by `python -m rewards_as_labels.makevars{command}`; the Makefile includes it and",
+        "# rewrites it when a prerequisite at the end changes. Do not edit.",
+        "",
+    ]
     lines += [f"{name} := {value}".rstrip() for name, value in mv.variables.items()]
     done = set()  # a target in two lists (RUNS and TRAIN_RUN) gets its variables once
     for runs in mv.run_lists:
@@ -245,15 +259,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rewards_as_labels.makevars", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="tiny", help="PROFILE")
     parser.add_argument("--profile-given", action="store_true", help="PROFILE was named by the user (not the default)")
-    for name, default in (("methods", ""), ("seeds", ""), ("method", "real"), ("seed", "0"), ("jobs", ""),
-                          ("model", ""), ("data", ""), ("eval", ""), ("sweep", "")):
+    for name, default in (
+        ("methods", ""),
+        ("seeds", ""),
+        ("method", "real"),
+        ("seed", "0"),
+        ("jobs", ""),
+        ("model", ""),
+        ("data", ""),
+        ("eval", ""),
+        ("sweep", ""),
+    ):
         parser.add_argument(f"--{name}", default=default, help=f"{name.upper()} (empty: the profile's)")
     parser.add_argument("--out", default="", help="the .mk file to write (default: print it)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        mv = makevars(args.profile, profile_given=args.profile_given, methods=args.methods, seeds=args.seeds,
-                      method=args.method, seed=args.seed, jobs=args.jobs, model=args.model, data=args.data,
-                      evals=args.eval, sweep=args.sweep)
+        mv = makevars(
+            args.profile,
+            profile_given=args.profile_given,
+            methods=args.methods,
+            seeds=args.seeds,
+            method=args.method,
+            seed=args.seed,
+            jobs=args.jobs,
+            model=args.model,
+            data=args.data,
+            evals=args.eval,
+            sweep=args.sweep,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -93,8 +93,10 @@ def tokens_with_rollouts(rollouts: pd.DataFrame, tokens: pd.DataFrame) -> pd.Dat
     joined = tokens.merge(rollouts[[*JOIN, "s", "label", "length"]], on=JOIN, how="left", validate="many_to_one")
     if joined["s"].isna().any():
         lost = joined.loc[joined["s"].isna(), JOIN].drop_duplicates().head(3).to_dict("records")
-        raise ValueError(f"tokens whose rollout is not among the rollout samples, e.g. {lost}; "
-                         "pass the rollouts and tokens of the same load_weight_samples call")
+        raise ValueError(
+            f"tokens whose rollout is not among the rollout samples, e.g. {lost}; "
+            "pass the rollouts and tokens of the same load_weight_samples call"
+        )
     return joined.assign(s_within=joined["s_token"] - joined["s"])
 
 
@@ -111,15 +113,20 @@ def rollout_spread(rollouts: pd.DataFrame, tokens: pd.DataFrame) -> pd.DataFrame
     [0.2, 0.0]
     """
     joined = tokens_with_rollouts(rollouts, tokens)
-    per = joined.assign(sq=joined["s_within"] ** 2).groupby(JOIN, sort=False).agg(
-        tokens=("sq", "size"), spread=("sq", "mean"))
+    per = (
+        joined.assign(sq=joined["s_within"] ** 2)
+        .groupby(JOIN, sort=False)
+        .agg(tokens=("sq", "size"), spread=("sq", "mean"))
+    )
     out = rollouts.merge(per.reset_index(), on=JOIN, how="left")
     out["tokens"] = out["tokens"].fillna(0).astype(int)
     bad = out["tokens"] != out["length"]
     if bad.any():
         row = out.loc[bad].iloc[0]
-        raise ValueError(f"rollout {row[JOIN].to_dict()} has {row['tokens']} sampled tokens but length "
-                         f"{row['length']}; the weight samples are incomplete")
+        raise ValueError(
+            f"rollout {row[JOIN].to_dict()} has {row['tokens']} sampled tokens but length "
+            f"{row['length']}; the weight samples are incomplete"
+        )
     return out.assign(spread=np.sqrt(out["spread"])).drop(columns="tokens")
 
 
@@ -139,8 +146,10 @@ def binned(x, y, bins: int = 10, band: tuple[float, float] = (0.1, 0.9), min_per
     {'x': [3.0, 4.0, 5.0], 'mean': [1.0, 3.0, 6.0], 'count': [1, 2, 1]}
     """
     if bins < 1 or min_per_bin < 1 or not 0 <= band[0] <= band[1] <= 1:
-        raise ValueError(f"need bins >= 1, min_per_bin >= 1 and 0 <= band[0] <= band[1] <= 1, got bins={bins}, "
-                         f"min_per_bin={min_per_bin}, band={band}")
+        raise ValueError(
+            f"need bins >= 1, min_per_bin >= 1 and 0 <= band[0] <= band[1] <= 1, got bins={bins}, "
+            f"min_per_bin={min_per_bin}, band={band}"
+        )
     df = pd.DataFrame({"x": np.asarray(x, dtype=float), "y": np.asarray(y, dtype=float)}).dropna()
     if df.empty:
         return pd.DataFrame(columns=["x", "mean", "lo", "hi", "count"])
@@ -150,13 +159,21 @@ def binned(x, y, bins: int = 10, band: tuple[float, float] = (0.1, 0.9), min_per
     else:
         key = pd.qcut(df["x"], max(1, min(bins, len(df) // min_per_bin)), labels=False, duplicates="drop")
     groups = df.groupby(key)
-    out = pd.DataFrame({"x": groups["x"].median(), "mean": groups["y"].mean(), "lo": groups["y"].quantile(band[0]),
-                        "hi": groups["y"].quantile(band[1]), "count": groups["y"].size()})
+    out = pd.DataFrame(
+        {
+            "x": groups["x"].median(),
+            "mean": groups["y"].mean(),
+            "lo": groups["y"].quantile(band[0]),
+            "hi": groups["y"].quantile(band[1]),
+            "count": groups["y"].size(),
+        }
+    )
     return out.reset_index(drop=True)
 
 
-def concentration(tokens: pd.DataFrame, fractions=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), side: str = "neg",
-                  weight: str = "w_grpo") -> pd.DataFrame:
+def concentration(
+    tokens: pd.DataFrame, fractions=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), side: str = "neg", weight: str = "w_grpo"
+) -> pd.DataFrame:
     """For each record (method, seed, step) and each top ``fraction`` of its ``side``'s tokens (``neg``:
     A < 0, ``pos``: A > 0), the share of their total ``weight`` those tokens carry (:func:`top_share`,
     the top ceil(fraction * N), at least one), and ``equal``: what equal weights would give.
@@ -177,8 +194,17 @@ def concentration(tokens: pd.DataFrame, fractions=(0.01, 0.02, 0.05, 0.1, 0.2, 0
             share = top_share(w, f)
             if share is not None:
                 k = math.ceil(round(f * len(w), 9))
-                rows.append({"method": method, "seed": seed, "step": step, "tokens": len(w), "fraction": f,
-                             "share": share, "equal": k / len(w)})
+                rows.append(
+                    {
+                        "method": method,
+                        "seed": seed,
+                        "step": step,
+                        "tokens": len(w),
+                        "fraction": f,
+                        "share": share,
+                        "equal": k / len(w),
+                    }
+                )
     return pd.DataFrame(rows, columns=["method", "seed", "step", "tokens", "fraction", "share", "equal"])
 
 
@@ -197,16 +223,19 @@ def method_curves(metrics: pd.DataFrame, column: str, window: int = 1) -> tuple[
         raise ValueError(f"window must be >= 1, got {window}")
     cols = ["run", "method", "seed", "step"]
     if column not in metrics:
-        return (pd.DataFrame(columns=[*cols, "value", "smooth"]),
-                pd.DataFrame(columns=["method", "step", "mean", "sd", "seeds"]))
+        return (
+            pd.DataFrame(columns=[*cols, "value", "smooth"]),
+            pd.DataFrame(columns=["method", "step", "mean", "sd", "seeds"]),
+        )
     runs = metrics[[*cols, column]].dropna(subset=[column]).rename(columns={column: "value"})
     runs = runs.sort_values(["run", "step"])
     runs["smooth"] = runs.groupby("run")["value"].transform(lambda v: v.rolling(window, min_periods=1).mean())
     means = runs.groupby(["method", "step"], sort=False)["smooth"].agg(["mean", "std", "count"]).reset_index()
     means = means.rename(columns={"std": "sd", "count": "seeds"})
     order = {m: i for i, m in enumerate(METHODS)}
-    means = means.sort_values(["method", "step"], key=lambda c: c.map(order).fillna(len(order)) if c.name == "method"
-                              else c).reset_index(drop=True)
+    means = means.sort_values(
+        ["method", "step"], key=lambda c: c.map(order).fillna(len(order)) if c.name == "method" else c
+    ).reset_index(drop=True)
     return runs.reset_index(drop=True), means
 
 
@@ -214,8 +243,11 @@ def _per_run(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per run: each off-policy metric's mean over the steps that logged it, and the dynamics."""
     rows = []
     for run, g in metrics.sort_values("step").groupby("run", sort=False):
-        row = {"method": g["method"].iloc[0], "run": run,
-               "offpolicy_steps": int(g["offpolicy/s_abs_max"].notna().sum()) if "offpolicy/s_abs_max" in g else 0}
+        row = {
+            "method": g["method"].iloc[0],
+            "run": run,
+            "offpolicy_steps": int(g["offpolicy/s_abs_max"].notna().sum()) if "offpolicy/s_abs_max" in g else 0,
+        }
         for key in OFFPOLICY_KEYS:
             col = g[key].dropna() if key in g else pd.Series(dtype=float)
             row[key] = col.mean() if len(col) else math.nan
@@ -253,9 +285,16 @@ def mechanism_table(metrics: pd.DataFrame) -> pd.DataFrame:
     for name in names:
         for method in methods:
             g = per_run[(per_run["method"] == method) & per_run[name].notna()]
-            rows.append({"metric": name, "method": method, "mean": g[name].mean() if len(g) else math.nan,
-                         "sd": g[name].std() if len(g) > 1 else math.nan, "runs": len(g),
-                         "offpolicy_steps": int(g["offpolicy_steps"].sum()) if name.startswith("offpolicy/") else 0})
+            rows.append(
+                {
+                    "metric": name,
+                    "method": method,
+                    "mean": g[name].mean() if len(g) else math.nan,
+                    "sd": g[name].std() if len(g) > 1 else math.nan,
+                    "runs": len(g),
+                    "offpolicy_steps": int(g["offpolicy_steps"].sum()) if name.startswith("offpolicy/") else 0,
+                }
+            )
     return pd.DataFrame(rows, columns=["metric", "method", "mean", "sd", "runs", "offpolicy_steps"])
 
 

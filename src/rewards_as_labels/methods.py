@@ -60,11 +60,13 @@ def policy_loss(cfg: Config, mb: MiniBatch, method: str | None = None) -> tuple[
     if method == "grpo":
         return O.grpo_loss(mb.logprobs, mb.old_logprobs, mb.advantages, mb.mask, cfg.clip_eps, return_cut=True)
     if method == "dapo":
-        return O.dapo_loss(mb.logprobs, mb.old_logprobs, mb.advantages, mb.mask, cfg.dapo_clip_low,
-                           cfg.dapo_clip_high, return_cut=True)
+        return O.dapo_loss(
+            mb.logprobs, mb.old_logprobs, mb.advantages, mb.mask, cfg.dapo_clip_low, cfg.dapo_clip_high, return_cut=True
+        )
     if method == "gspo":
-        return O.gspo_loss(mb.logprobs, mb.old_logprobs, mb.advantages, mb.mask, cfg.gspo_clip_low,
-                           cfg.gspo_clip_high, return_cut=True)
+        return O.gspo_loss(
+            mb.logprobs, mb.old_logprobs, mb.advantages, mb.mask, cfg.gspo_clip_low, cfg.gspo_clip_high, return_cut=True
+        )
     raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
 
 
@@ -92,12 +94,16 @@ def _weights(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None) -> dict[str, 
     log_ratio = (mb.logprobs.detach() - mb.old_logprobs).masked_fill(~mb.mask, 0.0)  # [B, T]
     grpo_cut = cut if cfg.method == "grpo" else None  # the loss's own mask when it is GRPO's clip
     return {
-        "s": s, "labels": labels, "mixed": mixed, "log_ratio": log_ratio,
+        "s": s,
+        "labels": labels,
+        "mixed": mixed,
+        "log_ratio": log_ratio,
         "real": W.real_weights(s, labels, cfg.tau),  # [G, n]
         "grad": W.grad_weights(s, labels, cfg.tau),  # [G, n]
         # 0 on padding (where log_ratio is 0, the formula would give |A|): a rollout's sum is over its own tokens
-        "grpo_token": W.grpo_weights(log_ratio, mb.advantages, cfg.clip_eps, cut=grpo_cut)
-        .masked_fill(~mb.mask, 0.0),  # [B, T]
+        "grpo_token": W.grpo_weights(log_ratio, mb.advantages, cfg.clip_eps, cut=grpo_cut).masked_fill(
+            ~mb.mask, 0.0
+        ),  # [B, T]
         "tok_pos": mb.mask & (mb.advantages[:, None] > 0),  # [B, T]
         "tok_neg": mb.mask & (mb.advantages[:, None] < 0),  # [B, T]
     }
@@ -126,12 +132,17 @@ def weight_stats(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None = None) ->
 # the keys offpolicy_stats logs (offpolicy/...), each with how a step combines its mini-batches' values
 OFFPOLICY_KEYS = {
     "offpolicy/s_abs_max": "max",
-    "offpolicy/real/pos_corr_w_s": "mean", "offpolicy/grpo_token/pos_corr_w_s": "mean",
-    "offpolicy/grpo_token/pos_zeroed_frac": "mean", "offpolicy/clip/pos_zeroed_frac": "mean",
-    "offpolicy/real/neg_above1_share": "mean", "offpolicy/grpo_token/neg_above1_share": "mean",
+    "offpolicy/real/pos_corr_w_s": "mean",
+    "offpolicy/grpo_token/pos_corr_w_s": "mean",
+    "offpolicy/grpo_token/pos_zeroed_frac": "mean",
+    "offpolicy/clip/pos_zeroed_frac": "mean",
+    "offpolicy/real/neg_above1_share": "mean",
+    "offpolicy/grpo_token/neg_above1_share": "mean",
     "offpolicy/real/max_w_times_tau": "max",
-    "offpolicy/grpo_token/neg_top1pct_share": "mean", "offpolicy/grpo_token/pos_corr_w_s_within": "mean",
-    "offpolicy/s_token_spread": "mean", "offpolicy/s_token_spread_ratio": "mean",
+    "offpolicy/grpo_token/neg_top1pct_share": "mean",
+    "offpolicy/grpo_token/pos_corr_w_s_within": "mean",
+    "offpolicy/s_token_spread": "mean",
+    "offpolicy/s_token_spread_ratio": "mean",
 }
 TOP_FRACTION = 0.01  # neg_top1pct_share: the share of GRPO's negative-token weight carried by the top 1% of tokens
 
@@ -204,7 +215,9 @@ def offpolicy_stats(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None = None)
         stats["offpolicy/real/max_w_times_tau"] = (w["real"].max() * cfg.tau).item()
     total_tok = w_tok[tok_pos | tok_neg].sum()
     if total_tok > 0:
-        stats["offpolicy/grpo_token/neg_above1_share"] = (w_tok[tok_neg & (w["log_ratio"] > 0)].sum() / total_tok).item()
+        stats["offpolicy/grpo_token/neg_above1_share"] = (
+            w_tok[tok_neg & (w["log_ratio"] > 0)].sum() / total_tok
+        ).item()
     top = top_share(w_tok[tok_neg])
     if top is not None:
         stats["offpolicy/grpo_token/neg_top1pct_share"] = top

@@ -334,7 +334,9 @@ def memory_budget(cfg, parameters: int, training: bool, total: int) -> dict[str,
             parts["reference model"] = weights
     if cfg.rollout_backend == "vllm":
         on_gpu = str(cfg.device).startswith("cuda")
-        parts["vLLM engine"] = int(cfg.gpu_memory_utilization * total) if on_gpu else weights + cfg.vllm_kv_cache_gb * 2**30
+        parts["vLLM engine"] = (
+            int(cfg.gpu_memory_utilization * total) if on_gpu else weights + cfg.vllm_kv_cache_gb * 2**30
+        )
     return parts
 
 

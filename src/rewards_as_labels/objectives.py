@@ -292,7 +292,9 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.T
     tensor(0.)
     """
     if ref_logprobs.shape != logprobs.shape:
-        raise ValueError(f"ref_logprobs {tuple(ref_logprobs.shape)} and logprobs {tuple(logprobs.shape)} differ in shape")
+        raise ValueError(
+            f"ref_logprobs {tuple(ref_logprobs.shape)} and logprobs {tuple(logprobs.shape)} differ in shape"
+        )
     mask = _check_mask(mask, logprobs)
     _check_finite_inputs("logprobs", logprobs, mask)
     _check_finite_inputs("ref_logprobs", ref_logprobs, mask)

@@ -68,7 +68,9 @@ def problem_from_row(row, where: str, fix: str) -> Problem:
     ('1', '2')
     """
     if not isinstance(row, dict):
-        raise ValueError(f"{where} is a {type(row).__name__}, not an object with fields {', '.join(FIELD_TYPES)}; {fix}")
+        raise ValueError(
+            f"{where} is a {type(row).__name__}, not an object with fields {', '.join(FIELD_TYPES)}; {fix}"
+        )
     extra = [k for k in row if k not in FIELD_TYPES]
     missing = [k for k in FIELD_TYPES if k not in row]
     if extra or missing:
@@ -80,7 +82,9 @@ def problem_from_row(row, where: str, fix: str) -> Problem:
     for name, kind in FIELD_TYPES.items():
         value = row[name]
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ValueError(f"{where}: field {name!r} is {value!r}, expected {getattr(kind, '__name__', 'a string or list')}; {fix}")
+            raise ValueError(
+                f"{where}: field {name!r} is {value!r}, expected {getattr(kind, '__name__', 'a string or list')}; {fix}"
+            )
     answer = row["answer"]
     if isinstance(answer, list):
         if not answer or not all(isinstance(a, str) and a for a in answer):

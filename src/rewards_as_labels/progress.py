@@ -28,8 +28,12 @@ PROGRESS_ENV = "REWARDS_AS_LABELS_PROGRESS"
 # what the notebook runner sets for its kernel: our bars to the terminal, the libraries' bars off,
 # and tqdm.auto's "IProgress not found" warning silenced (no widget is wanted there; importing
 # transformers imports tqdm.auto, which warns where ipywidgets is missing)
-RUNNER_ENV = {PROGRESS_ENV: "terminal", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-              "PYTHONWARNINGS": "ignore:IProgress not found"}
+RUNNER_ENV = {
+    PROGRESS_ENV: "terminal",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "PYTHONWARNINGS": "ignore:IProgress not found",
+}
 
 
 def to_terminal() -> bool:

@@ -33,9 +33,19 @@ from .results import paired_bootstrap, verdict
 
 RESULTS = Path("results")
 # the tables a profile's runs write that are small enough to keep (globs, under runs/<profile>/tables/)
-TABLES = ("comparison.csv", "comparison.md", "evaluation.csv", "per_problem.csv", "benchmarks_pass@1.csv",
-          "stability.csv", "mechanism.csv", "protocols-*.csv", "protocols-*.md",
-          "dynamics.csv", "derivation_checks.csv")  # the last two: what the claims ledger reads besides
+TABLES = (
+    "comparison.csv",
+    "comparison.md",
+    "evaluation.csv",
+    "per_problem.csv",
+    "benchmarks_pass@1.csv",
+    "stability.csv",
+    "mechanism.csv",
+    "protocols-*.csv",
+    "protocols-*.md",
+    "dynamics.csv",
+    "derivation_checks.csv",
+)  # the last two: what the claims ledger reads besides
 MARKER = re.compile(r"<!-- (results/[^ ]+) -->\n(.*?)<!-- end results -->", re.S)
 
 
@@ -51,8 +61,13 @@ def provenance(command: str = "") -> dict:
     return {
         "commit": _git("rev-parse", "HEAD") or "unknown (not a git checkout)",
         "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "machine": {"system": platform.system(), "machine": platform.machine(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "system": platform.system(),
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "versions": package_versions(),
         "command": command,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -68,7 +83,9 @@ def publish(run_dir: str | Path, out_dir: str | Path, command: str = "") -> list
     tables = Path(run_dir) / "tables"
     found = sorted({p for pattern in TABLES for p in tables.glob(pattern)})
     if not found:
-        raise FileNotFoundError(f"{tables} holds none of {', '.join(TABLES)}; run `make reproduce` (or make sweep/study) first")
+        raise FileNotFoundError(
+            f"{tables} holds none of {', '.join(TABLES)}; run `make reproduce` (or make sweep/study) first"
+        )
     out_dir = Path(out_dir)
     written = [atomic_write_text(out_dir / p.name, p.read_text()) for p in found]
     record = {**provenance(command), "run": str(run_dir), "tables": [p.name for p in found]}
@@ -90,8 +107,10 @@ def compare(run_dir: str | Path, ref_dir: str | Path, **bootstrap) -> pd.DataFra
         frames[name] = df.assign(value=df["correct"] / df["samples"])
     rows = []
     for method in dict.fromkeys(frames["reference"]["method"]):
-        pivots = [f[f.method == method].pivot_table(index="seed", columns=["benchmark", "problem_id"], values="value")
-                  for f in (frames["fresh"], frames["reference"])]
+        pivots = [
+            f[f.method == method].pivot_table(index="seed", columns=["benchmark", "problem_id"], values="value")
+            for f in (frames["fresh"], frames["reference"])
+        ]
         seeds = sorted(set(pivots[0].index) & set(pivots[1].index), key=lambda s: (len(s), s))
         problems = pivots[1].columns.intersection(pivots[0].columns)
         if not seeds or len(problems) == 0:
@@ -100,8 +119,18 @@ def compare(run_dir: str | Path, ref_dir: str | Path, **bootstrap) -> pd.DataFra
         a, b = (p.loc[seeds, problems].to_numpy() for p in pivots)  # [seeds, problems] each
         ci = paired_bootstrap(a, b, **bootstrap)
         same = "the same (bit for bit)" if (a == b).all() else verdict(ci["low"], ci["high"], "fresh", "reference")
-        rows.append({"method": method, "seeds": len(seeds), "fresh pass@1": a.mean(), "reference pass@1": b.mean(),
-                     "diff": ci["diff"], "low": ci["low"], "high": ci["high"], "verdict": same})
+        rows.append(
+            {
+                "method": method,
+                "seeds": len(seeds),
+                "fresh pass@1": a.mean(),
+                "reference pass@1": b.mean(),
+                "diff": ci["diff"],
+                "low": ci["low"],
+                "high": ci["high"],
+                "verdict": same,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -127,7 +156,9 @@ def sync_readme(readme: str | Path = "README.md", root: str | Path = ".", write:
     def fill(match: re.Match) -> str:
         path = root / match.group(1)
         if not path.exists():
-            raise FileNotFoundError(f"{readme} quotes {match.group(1)}, which does not exist; run make publish or drop the block")
+            raise FileNotFoundError(
+                f"{readme} quotes {match.group(1)}, which does not exist; run make publish or drop the block"
+            )
         body = path.read_text().rstrip("\n") + "\n"
         if body != match.group(2):
             stale.append(match.group(1))
@@ -160,13 +191,19 @@ def main(argv: list[str] | None = None) -> int:
             table = compare(args.run, args.ref)
             for col in ("fresh pass@1", "reference pass@1"):
                 table[col] = table[col].map("{:.3f}".format)
-            table["fresh - reference (points, 95% CI)"] = [f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" for d, lo, hi
-                                                             in zip(table["diff"], table["low"], table["high"])]
+            table["fresh - reference (points, 95% CI)"] = [
+                f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                for d, lo, hi in zip(table["diff"], table["low"], table["high"])
+            ]
             print(f"{args.run} against the reference {args.ref} (test pass@1, paired by seed and problem):")
             print(table.drop(columns=["diff", "low", "high"]).to_string(index=False))
         else:
             stale = sync_readme(write=args.write)
-            print(("rewrote: " if args.write else "differ from results/: ") + ", ".join(stale) if stale else "README tables match results/")
+            print(
+                ("rewrote: " if args.write else "differ from results/: ") + ", ".join(stale)
+                if stale
+                else "README tables match results/"
+            )
             return 1 if stale and not args.write else 0
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -45,7 +45,14 @@ def run_metrics(folder: str | Path) -> pd.DataFrame:
 
 # weight_samples.jsonl's lists -> their column; token_rollout becomes "rollout", the key that joins a token to its rollout
 WEIGHT_SAMPLE_COLUMNS = {
-    "rollouts": {"s": "s", "label": "label", "w_real": "w_real", "w_grad": "w_grad", "rollout": "rollout", "length": "length"},
+    "rollouts": {
+        "s": "s",
+        "label": "label",
+        "w_real": "w_real",
+        "w_grad": "w_grad",
+        "rollout": "rollout",
+        "length": "length",
+    },
     "tokens": {"s_token": "s_token", "a_token": "a_token", "w_grpo": "w_grpo", "token_rollout": "rollout"},
 }
 
@@ -56,9 +63,15 @@ def run_weight_samples(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     columns when the run saved none. Columns: those of :data:`WEIGHT_SAMPLE_COLUMNS` the run saved, plus step and method."""
     path = Path(folder) / "weight_samples.jsonl"
     records = read_jsonl(path) if path.exists() else []
-    frames = {kind: [pd.DataFrame({col: rec[k] for k, col in cols.items() if k in rec}).assign(step=rec["step"], method=rec["method"])
-                     for rec in records]
-              for kind, cols in WEIGHT_SAMPLE_COLUMNS.items()}
+    frames = {
+        kind: [
+            pd.DataFrame({col: rec[k] for k, col in cols.items() if k in rec}).assign(
+                step=rec["step"], method=rec["method"]
+            )
+            for rec in records
+        ]
+        for kind, cols in WEIGHT_SAMPLE_COLUMNS.items()
+    }
     return tuple(pd.concat(f, ignore_index=True) if f else pd.DataFrame() for f in frames.values())
 
 
@@ -97,8 +110,10 @@ def concat_weight_samples(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]]) 
     # a run with samples but no rows (no group held both labels) still gives the frames their columns
     roll = [r.assign(**key) for r, _, key in parts if len(r.columns)]
     tok = [t.assign(**key) for _, t, key in parts if len(t.columns)]
-    return (pd.concat(roll, ignore_index=True) if roll else pd.DataFrame(),
-            pd.concat(tok, ignore_index=True) if tok else pd.DataFrame())
+    return (
+        pd.concat(roll, ignore_index=True) if roll else pd.DataFrame(),
+        pd.concat(tok, ignore_index=True) if tok else pd.DataFrame(),
+    )
 
 
 def mean_std_table(df: pd.DataFrame, value_cols: list[str], by: str = "method") -> pd.DataFrame:
@@ -128,11 +143,17 @@ def gain_over_base(evaluation: pd.DataFrame, metric: str = "pass@1") -> pd.DataF
     20.0
     """
     if not (evaluation.method == "base").any():
-        raise ValueError(f"no 'base' row among the evaluated models {sorted(set(evaluation.method))}; "
-                         "run `make evaluate`, which evaluates the base model first")
+        raise ValueError(
+            f"no 'base' row among the evaluated models {sorted(set(evaluation.method))}; "
+            "run `make evaluate`, which evaluates the base model first"
+        )
     base = evaluation.loc[evaluation.method == "base", metric].iloc[0]
     trained = evaluation[evaluation.method != "base"]
-    gain = trained.groupby("method", sort=False)[metric].agg(["mean", "std", "min", "max"]).sub([base, 0, base, base], axis=1)
+    gain = (
+        trained.groupby("method", sort=False)[metric]
+        .agg(["mean", "std", "min", "max"])
+        .sub([base, 0, base, base], axis=1)
+    )
     gain.columns = ["gain over base (mean)", "std over seeds", "worst seed gain", "best seed gain"]
     return (100 * gain).rename_axis(f"{metric} points")
 
@@ -153,8 +174,10 @@ def last_evals(folder: str | Path, k: int = LAST_K_EVALS) -> tuple[list[str], np
         rows.append(json.loads(final.read_text()))
     rows = [r for r in rows if "eval/per_problem_correct" in r][-k:]
     if not rows:
-        raise ValueError(f"{folder}: no validation with per-problem counts (eval_every > 0 and a run of this "
-                         "version are needed); retrain it")
+        raise ValueError(
+            f"{folder}: no validation with per-problem counts (eval_every > 0 and a run of this "
+            "version are needed); retrain it"
+        )
     ids = rows[-1]["eval/problem_ids"]
     if any(r["eval/problem_ids"] != ids for r in rows):
         raise ValueError(f"{folder}: its evaluations answered different validation problems; retrain it")
@@ -203,10 +226,16 @@ def base_verdicts(evaluation: pd.DataFrame, metric: str = "pass@1") -> pd.DataFr
     base = evaluation.loc[evaluation.method == "base", metric].iloc[0]
     sd = gains["std over seeds"].fillna(0.0)  # one seed: no spread to beat
     clear = (gains["gain over base (mean)"] > sd) & (gains["worst seed gain"] > 0)
-    out = pd.DataFrame({"mean": base + gains["gain over base (mean)"] / 100, "base": base,
-                        "gain": gains["gain over base (mean)"], "sd": sd, "clearly_above": clear.astype(bool),
-                        "verdict": np.where(clear, f"clearly above the base ({BASE_RULE})",
-                                            "not clearly above the base")})
+    out = pd.DataFrame(
+        {
+            "mean": base + gains["gain over base (mean)"] / 100,
+            "base": base,
+            "gain": gains["gain over base (mean)"],
+            "sd": sd,
+            "clearly_above": clear.astype(bool),
+            "verdict": np.where(clear, f"clearly above the base ({BASE_RULE})", "not clearly above the base"),
+        }
+    )
     order = [m for m in METHODS if m in out.index]
     return out.loc[order + [m for m in out.index if m not in order]].rename_axis("method")
 
@@ -215,8 +244,16 @@ def base_verdicts(evaluation: pd.DataFrame, metric: str = "pass@1") -> pd.DataFr
 CANNOT_TELL = "cannot be told apart at this budget"
 
 
-def paired_bootstrap(a, b, *, n_boot: int = 10_000, confidence: float = 0.95, seed: int = 0, paired: bool = True,
-                     hierarchical: bool = True) -> dict:
+def paired_bootstrap(
+    a,
+    b,
+    *,
+    n_boot: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    paired: bool = True,
+    hierarchical: bool = True,
+) -> dict:
     """Bootstrap confidence interval of ``mean(a) - mean(b)``, paired by problem and seed.
 
     ``a`` and ``b`` hold one statistic per (seed, problem) of two methods, shape ``[seeds, problems]``
@@ -247,8 +284,10 @@ def paired_bootstrap(a, b, *, n_boot: int = 10_000, confidence: float = 0.95, se
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     a, b = (a[None, :] if a.ndim == 1 else a), (b[None, :] if b.ndim == 1 else b)
     if a.shape != b.shape or a.ndim != 2 or a.size == 0:
-        raise ValueError(f"a and b must be [seeds, problems] arrays of one shape, got {a.shape} and {b.shape}; "
-                         "pair them by seed and problem first (paired_difference_table does)")
+        raise ValueError(
+            f"a and b must be [seeds, problems] arrays of one shape, got {a.shape} and {b.shape}; "
+            "pair them by seed and problem first (paired_difference_table does)"
+        )
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("a and b must be finite; a NaN usually means a problem missing from one run")
     if n_boot < 1 or not 0 < confidence < 1:
@@ -274,8 +313,14 @@ def paired_bootstrap(a, b, *, n_boot: int = 10_000, confidence: float = 0.95, se
             counts_b = rng.multinomial(n, uniform, size=n_boot)  # [n_boot, problems]
             replicates = (counts @ a.mean(axis=0) - counts_b @ b.mean(axis=0)) / n  # [n_boot]
     low, high = np.quantile(replicates, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return {"diff": float(d.mean()), "low": float(low), "high": float(high),
-            "confidence": confidence, "n_boot": n_boot, "replicates": replicates}
+    return {
+        "diff": float(d.mean()),
+        "low": float(low),
+        "high": float(high),
+        "confidence": confidence,
+        "n_boot": n_boot,
+        "replicates": replicates,
+    }
 
 
 def verdict(low: float, high: float, name_a: str, name_b: str) -> str:
@@ -297,13 +342,17 @@ def load_per_problem(profile_dir: str | Path) -> pd.DataFrame:
     path = Path(profile_dir)
     path = path if path.suffix == ".csv" else path / "tables" / "per_problem.csv"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `make evaluate` (notebook 04) to write it "
-                                "(`make -B evaluate` when evaluation.csv predates per_problem.csv)")
+        raise FileNotFoundError(
+            f"{path} is missing; run `make evaluate` (notebook 04) to write it "
+            "(`make -B evaluate` when evaluation.csv predates per_problem.csv)"
+        )
     df = pd.read_csv(path, dtype={"seed": str, "benchmark": str, "problem_id": str})
     return df.assign(**{"pass@1": df["correct"] / df["samples"]})
 
 
-def paired_arrays(per_problem: pd.DataFrame, method: str, reference: str, value: str = "pass@1") -> tuple[np.ndarray, np.ndarray, list[str]]:
+def paired_arrays(
+    per_problem: pd.DataFrame, method: str, reference: str, value: str = "pass@1"
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(a, b, seeds)``: ``value`` of ``method`` and ``reference`` as ``[seeds, problems]`` arrays,
     rows the seeds both have (sorted), columns the problems in one order. ``per_problem`` has columns
     method, seed, problem_id, ``value``. Raises ``ValueError`` naming what does not match: a method
@@ -312,23 +361,34 @@ def paired_arrays(per_problem: pd.DataFrame, method: str, reference: str, value:
     for m in (method, reference):
         rows = per_problem[per_problem["method"] == m]
         if rows.empty:
-            raise ValueError(f"no per-problem rows for method {m!r}; methods present: {sorted(set(per_problem['method']))}")
+            raise ValueError(
+                f"no per-problem rows for method {m!r}; methods present: {sorted(set(per_problem['method']))}"
+            )
         if rows.duplicated(["seed", "problem_id"]).any():
             raise ValueError(f"method {m!r} has a (seed, problem_id) twice; filter per_problem to one benchmark first")
         tables[m] = rows.pivot(index="seed", columns="problem_id", values=value)
     ta, tb = tables[method], tables[reference]
     if set(ta.index) != set(tb.index):
-        raise ValueError(f"seeds differ: {method} has {sorted(ta.index)}, {reference} has {sorted(tb.index)}; "
-                         "pairing needs the same seeds (train the missing runs or drop the extra ones)")
+        raise ValueError(
+            f"seeds differ: {method} has {sorted(ta.index)}, {reference} has {sorted(tb.index)}; "
+            "pairing needs the same seeds (train the missing runs or drop the extra ones)"
+        )
     if set(ta.columns) != set(tb.columns) or ta.isna().any().any() or tb.isna().any().any():
-        raise ValueError(f"{method} and {reference} did not answer the same problems in every seed; rerun `make evaluate`")
+        raise ValueError(
+            f"{method} and {reference} did not answer the same problems in every seed; rerun `make evaluate`"
+        )
     seeds = sorted(ta.index, key=lambda s: (len(s), s))
     cols = sorted(ta.columns)
     return ta.loc[seeds, cols].to_numpy(), tb.loc[seeds, cols].to_numpy(), seeds
 
 
-def paired_difference_table(per_problem: pd.DataFrame, reference: str = "grpo", value: str = "pass@1",
-                            methods: list[str] | None = None, **bootstrap) -> pd.DataFrame:
+def paired_difference_table(
+    per_problem: pd.DataFrame,
+    reference: str = "grpo",
+    value: str = "pass@1",
+    methods: list[str] | None = None,
+    **bootstrap,
+) -> pd.DataFrame:
     """Each method's difference in ``value`` to ``reference`` with a paired bootstrap interval and a verdict.
 
     One row per method other than ``reference`` (and "base"): ``diff`` (mean over seeds and
@@ -357,14 +417,20 @@ def paired_difference_table(per_problem: pd.DataFrame, reference: str = "grpo", 
             replicates = np.mean([p["replicates"] for p in parts], axis=0)  # [n_boot]
             conf = parts[0]["confidence"]
             low, high = np.quantile(replicates, [(1 - conf) / 2, (1 + conf) / 2])
-        rows[m] = {"diff": float(np.mean([p["diff"] for p in parts])), "low": float(low), "high": float(high),
-                   "seeds": len(pairs[0][2]), "verdict": verdict(low, high, m, reference)}
+        rows[m] = {
+            "diff": float(np.mean([p["diff"] for p in parts])),
+            "low": float(low),
+            "high": float(high),
+            "seeds": len(pairs[0][2]),
+            "verdict": verdict(low, high, m, reference),
+        }
     return pd.DataFrame.from_dict(rows, orient="index", columns=["diff", "low", "high", "seeds", "verdict"])
 
 
 # ----------------------------------------------------------------------------- the comparison table (make figures)
-def comparison_table(evaluation: pd.DataFrame, paired: pd.DataFrame | None = None,
-                     reference: str = "grpo") -> pd.DataFrame:
+def comparison_table(
+    evaluation: pd.DataFrame, paired: pd.DataFrame | None = None, reference: str = "grpo"
+) -> pd.DataFrame:
     """The final comparison that ``make figures`` writes (``tables/comparison.csv``): per model, mean ± sd
     over seeds of pass@1, pass@k and greedy (:func:`mean_std_table`, base first), and, given ``paired``
     (:func:`paired_difference_table` against ``reference``), each method's difference in pass@1 to
@@ -382,8 +448,10 @@ def comparison_table(evaluation: pd.DataFrame, paired: pd.DataFrame | None = Non
     """
     k_cols = [c for c in evaluation if c.startswith("pass@") and c != "pass@1"]
     if not k_cols:
-        raise ValueError(f"evaluation has no pass@k column (k > 1) among {list(evaluation.columns)}; "
-                         "rerun `make evaluate` (test_samples must be > 1)")
+        raise ValueError(
+            f"evaluation has no pass@k column (k > 1) among {list(evaluation.columns)}; "
+            "rerun `make evaluate` (test_samples must be > 1)"
+        )
     table = mean_std_table(evaluation, ["pass@1", k_cols[0], "greedy"])
     if paired is not None:
         diff_col, verdict_col = f"pass@1 − {reference} (points, 95% CI: seeds, then problems)", f"vs {reference}"
@@ -404,5 +472,7 @@ def write_comparison(table: pd.DataFrame, tables_dir: str | Path) -> list[Path]:
         markdown = table.to_markdown(disable_numparse=True)
     except ImportError:  # pandas needs `tabulate` for Markdown; plain text still reads
         markdown = table.to_string()
-    return [atomic_write_text(tables_dir / "comparison.csv", table.to_csv()),
-            atomic_write_text(tables_dir / "comparison.md", markdown)]
+    return [
+        atomic_write_text(tables_dir / "comparison.csv", table.to_csv()),
+        atomic_write_text(tables_dir / "comparison.md", markdown),
+    ]

@@ -59,8 +59,12 @@ class HFGenerateBackend:
         else:  # explicit top_k/top_p: generate's defaults (top_k=50) would change the distribution
             sampling = dict(do_sample=True, temperature=temperature, top_k=top_k or 0, top_p=top_p)
         return GenerationConfig(
-            max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
-            return_dict_in_generate=True, output_scores=self.return_logprobs, **sampling,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.eos_ids,
+            return_dict_in_generate=True,
+            output_scores=self.return_logprobs,
+            **sampling,
         )
 
     @torch.no_grad()
@@ -87,7 +91,8 @@ class HFGenerateBackend:
             saved, model.generation_config = model.generation_config, type(model.generation_config)()
             try:
                 out = model.generate(
-                    input_ids=prompt_ids, attention_mask=prompt_mask.long(),
+                    input_ids=prompt_ids,
+                    attention_mask=prompt_mask.long(),
                     generation_config=self._generation_config(temperature, max_new_tokens, top_k, top_p),
                 )
             finally:
@@ -97,7 +102,9 @@ class HFGenerateBackend:
         response_ids = out.sequences[:, prompt_ids.shape[1] :]  # [B, Tr], Tr <= max_new_tokens
         logprobs = None
         if self.return_logprobs:
-            logprobs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True).float()  # [B, Tr]
+            logprobs = model.compute_transition_scores(
+                out.sequences, out.scores, normalize_logits=True
+            ).float()  # [B, Tr]
         return finish_batch(tok, self.eos_ids, prompt_ids, prompt_mask, response_ids, n, sampling_logprobs=logprobs)
 
 
@@ -157,4 +164,3 @@ def response_logprobs(
         # H = -sum p log p = log Z - sum p * logit
         entropy = (log_z - (probs * logits).sum(dim=-1)).masked_fill(~batch.response_mask, 0.0)  # [B, Tr]
     return logprobs, entropy
-

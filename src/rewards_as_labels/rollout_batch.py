@@ -55,8 +55,12 @@ class RolloutBatch:
 
     def to(self, device) -> RolloutBatch:
         """The same batch with every tensor on ``device``."""
-        return RolloutBatch(**{f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
-                               for f in fields(self)})
+        return RolloutBatch(
+            **{
+                f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
+                for f in fields(self)
+            }
+        )
 
     def select(self, rows: torch.Tensor | slice) -> RolloutBatch:
         """Sub-batch of the given rows (keep whole groups to keep ``n`` meaningful)."""
@@ -118,8 +122,14 @@ def encode_repeated(tokenizer, prompts: list[str], n: int, temperature: float) -
 
 
 def finish_batch(
-    tokenizer, eos_ids: list[int], prompt_ids, prompt_mask, response_ids, n: int,
-    lengths: torch.Tensor | None = None, sampling_logprobs: torch.Tensor | None = None,
+    tokenizer,
+    eos_ids: list[int],
+    prompt_ids,
+    prompt_mask,
+    response_ids,
+    n: int,
+    lengths: torch.Tensor | None = None,
+    sampling_logprobs: torch.Tensor | None = None,
 ) -> RolloutBatch:
     """Masks, truncation flags and texts from raw sampled ids ``[B, Tr]`` (``lengths``: tokens
     each row really sampled, when shorter rows were padded by the caller)."""

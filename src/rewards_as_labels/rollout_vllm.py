@@ -167,13 +167,10 @@ class KnownNoise(logging.Filter):
 
     REASONS = {  # message -> why it is harmless here
         "Chat template warmup failed":  # only this cause: ValueError "... skip_tokenizer_init=True"
-            "we tokenise prompts ourselves and send token ids (3), so vLLM never renders a chat template",
-        "Using None for EOS token id because tokenizer is not initialized":
-            "every request carries the model's EOS ids as stop_token_ids",
-        "RotaryEmbedding: Failed to load weights":
-            "its cos/sin cache is computed from the config, not loaded: checkpoints hold none, the reload restores it",
-        "ParallelLMHead: Failed to load weights":
-            "a tied head shares embed_tokens' weight, which is loaded; reprocess_tied_layers repacks the head",
+        "we tokenise prompts ourselves and send token ids (3), so vLLM never renders a chat template",
+        "Using None for EOS token id because tokenizer is not initialized": "every request carries the model's EOS ids as stop_token_ids",
+        "RotaryEmbedding: Failed to load weights": "its cos/sin cache is computed from the config, not loaded: checkpoints hold none, the reload restores it",
+        "ParallelLMHead: Failed to load weights": "a tied head shares embed_tokens' weight, which is loaded; reprocess_tied_layers repacks the head",
     }
     LOGGERS = ("vllm.renderers.base", "vllm.model_executor.model_loader.reload.layerwise")
     dropped: dict[str, int] = {}  # message -> records dropped in this process
@@ -262,7 +259,9 @@ class VLLMBackend:
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.vllm_kv_cache_gb)
         context = getattr(model.config, "max_position_embeddings", None)
         # without the caller's prompts: room for the longest the model's context allows (9)
-        longest = longest_prompt_tokens(tokenizer, prompts) if prompts is not None else (context or 0) - cfg.max_new_tokens
+        longest = (
+            longest_prompt_tokens(tokenizer, prompts) if prompts is not None else (context or 0) - cfg.max_new_tokens
+        )
         settings = engine_settings(cfg, longest_prompt=max(longest, 1), context=context)
         self.max_model_len = settings["max_model_len"]
         set_num_threads = torch.set_num_threads
@@ -311,8 +310,11 @@ class VLLMBackend:
             lambda m: {n: p.detach().float().cpu() for n, p in m.named_parameters() if n in names}
         )
         ours = dict(model.named_parameters())
-        gaps = [(engine[n] - ours[n].detach().to(self._engine_dtype).float().cpu()).abs().max().item()
-                for n in names if n in engine]
+        gaps = [
+            (engine[n] - ours[n].detach().to(self._engine_dtype).float().cpu()).abs().max().item()
+            for n in names
+            if n in engine
+        ]
         if not gaps:  # the engine names them otherwise: say so rather than report a false 0
             raise RuntimeError(f"the vLLM engine has none of the weights {sorted(names)} to check a sync against")
         return max(gaps)
@@ -333,8 +335,7 @@ class VLLMBackend:
         prompt_ids, prompt_mask = encode_repeated(tok, prompts, n, temperature)  # [B, Tp] each (checked)
         enc_ids, enc_mask = prompt_ids[::n], prompt_mask[::n]  # one row per prompt
         requests = [
-            self._tokens_prompt(prompt_token_ids=ids[keep.bool()].tolist())
-            for ids, keep in zip(enc_ids, enc_mask)
+            self._tokens_prompt(prompt_token_ids=ids[keep.bool()].tolist()) for ids, keep in zip(enc_ids, enc_mask)
         ]
         longest = max(len(r["prompt_token_ids"]) for r in requests)
         if longest + max_new_tokens > self.max_model_len:  # (9): refuse, never cut a response silently
@@ -345,15 +346,22 @@ class VLLMBackend:
             )
         greedy = temperature == 0
         common = dict(
-            max_tokens=max_new_tokens, logprobs=0, stop_token_ids=self.eos_ids, detokenize=False,
+            max_tokens=max_new_tokens,
+            logprobs=0,
+            stop_token_ids=self.eos_ids,
+            detokenize=False,
         )
         if greedy:  # vLLM refuses n > 1 with greedy decoding; the n copies are identical anyway
             params = self._sampling_params(n=1, temperature=0.0, **common)
         else:
             params = [
                 self._sampling_params(
-                    n=n, temperature=temperature, top_k=top_k if top_k > 0 else self.top_k_off,
-                    top_p=top_p, seed=(seed + g * n) % 2**63, **common,
+                    n=n,
+                    temperature=temperature,
+                    top_k=top_k if top_k > 0 else self.top_k_off,
+                    top_p=top_p,
+                    seed=(seed + g * n) % 2**63,
+                    **common,
                 )
                 for g in range(len(prompts))
             ]
@@ -378,4 +386,6 @@ class VLLMBackend:
             logprobs[i, : len(lps)] = torch.tensor(lps)
         lengths = torch.tensor([len(ids) for ids in rows])  # [B]
         # the training model's device; masks, flags and texts exactly as the HF backend makes them
-        return finish_batch(tok, self.eos_ids, prompt_ids, prompt_mask, response_ids, n, lengths, logprobs).to(self.device)
+        return finish_batch(tok, self.eos_ids, prompt_ids, prompt_mask, response_ids, n, lengths, logprobs).to(
+            self.device
+        )

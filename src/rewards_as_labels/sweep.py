@@ -58,8 +58,18 @@ from .results import (
     verdict,
 )
 
-GRID_FIELDS = ("profile", "steps", "methods", "minibatches", "prompts_per_minibatch", "learning_rates", "seeds",
-               "grad_clips", "overrides", "collapse")
+GRID_FIELDS = (
+    "profile",
+    "steps",
+    "methods",
+    "minibatches",
+    "prompts_per_minibatch",
+    "learning_rates",
+    "seeds",
+    "grad_clips",
+    "overrides",
+    "collapse",
+)
 OPTIONAL_FIELDS = {"grad_clips", "overrides", "collapse"}
 CELL = ("method", "minibatches", "lr", "grad_clip")  # what identifies a cell of the stability map
 SPIKE_FACTOR = 5.0  # a step's largest mini-batch gradient norm above 5x the run's median (non-zero steps) is a spike
@@ -102,7 +112,9 @@ def load_grid(name: str) -> Grid:
     unknown = sorted(set(raw) - set(GRID_FIELDS))
     missing = sorted(set(GRID_FIELDS) - OPTIONAL_FIELDS - set(raw))
     if unknown or missing:
-        raise ValueError(f"sweep grid {path}: unknown keys {unknown}, missing keys {missing}; keys are {', '.join(GRID_FIELDS)}")
+        raise ValueError(
+            f"sweep grid {path}: unknown keys {unknown}, missing keys {missing}; keys are {', '.join(GRID_FIELDS)}"
+        )
     bad = [m for m in raw["methods"] if m not in METHODS]
     if bad:
         raise ValueError(f"sweep grid {path}: unknown methods {bad}; valid methods: {', '.join(METHODS)}")
@@ -139,9 +151,16 @@ def runs(grid: Grid) -> list[tuple[str, dict]]:
     out = []
     axes = product(grid.methods, grid.minibatches, grid.learning_rates, grid.grad_clips, grid.seeds)
     for method, M, lr, clip, seed in axes:
-        overrides = {**grid.overrides, "method": method, "seed": seed, "minibatches_per_step": M,
-                     "prompts_per_step": M * grid.prompts_per_minibatch, "learning_rate": lr, "grad_clip": clip,
-                     "total_steps": grid.steps}
+        overrides = {
+            **grid.overrides,
+            "method": method,
+            "seed": seed,
+            "minibatches_per_step": M,
+            "prompts_per_step": M * grid.prompts_per_minibatch,
+            "learning_rate": lr,
+            "grad_clip": clip,
+            "total_steps": grid.steps,
+        }
         load_config(profile=grid.profile, overrides=overrides)  # raises a ValueError naming the bad field
         out.append((run_name(method, M, grid.prompts_per_minibatch, lr, clip, seed, grid.steps), overrides))
     return out
@@ -192,14 +211,23 @@ def summarize_run(folder: str | Path, collapse: dict | None = None) -> dict:
     norm_col = "train/grad_norm_max" if "train/grad_norm_max" in metrics else "train/grad_norm"
     M = cfg["minibatches_per_step"]
     row = {
-        "run": folder.name, "method": cfg["method"], "lr": cfg["learning_rate"], "minibatches": M,
-        "prompts_per_minibatch": cfg["prompts_per_step"] // M, "grad_clip": cfg.get("grad_clip", "fixed"),
-        "seed": cfg["seed"], "steps": cfg["total_steps"],
+        "run": folder.name,
+        "method": cfg["method"],
+        "lr": cfg["learning_rate"],
+        "minibatches": M,
+        "prompts_per_minibatch": cfg["prompts_per_step"] // M,
+        "grad_clip": cfg.get("grad_clip", "fixed"),
+        "seed": cfg["seed"],
+        "steps": cfg["total_steps"],
         "val_score": float(last_evals(folder)[1].mean()) if "eval/per_problem_correct" in final else math.nan,
-        "final_pass@1": final_pass, "best_pass@1": max([*evals, final_pass]) if evals or not math.isnan(final_pass) else math.nan,
-        "collapsed": step is not None, "collapse_step": step if step is not None else math.nan,
-        "reward_last10": metrics["reward/mean"].tail(10).mean(), "entropy_last10": metrics["policy/entropy"].tail(10).mean(),
-        "grad_norm_max": metrics[norm_col].max(), "grad_norm_spikes": grad_norm_spikes(metrics[norm_col]),
+        "final_pass@1": final_pass,
+        "best_pass@1": max([*evals, final_pass]) if evals or not math.isnan(final_pass) else math.nan,
+        "collapsed": step is not None,
+        "collapse_step": step if step is not None else math.nan,
+        "reward_last10": metrics["reward/mean"].tail(10).mean(),
+        "entropy_last10": metrics["policy/entropy"].tail(10).mean(),
+        "grad_norm_max": metrics[norm_col].max(),
+        "grad_norm_spikes": grad_norm_spikes(metrics[norm_col]),
         "grad_norm_median": metrics["train/grad_norm"].median(),
         # how often the gradient clip scaled an update down (NaN for runs logged before it was recorded)
         "clip_bound_frac": metrics["train/clip_bound_frac"].mean() if "train/clip_bound_frac" in metrics else math.nan,
@@ -234,31 +262,47 @@ def load_sweep_metrics(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def load_sweep_weight_samples(grid: Grid, profile_dir: str | Path, min_minibatches: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_sweep_weight_samples(
+    grid: Grid, profile_dir: str | Path, min_minibatches: int = 2
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-rollout and per-token weight samples (``weight_samples.jsonl``: the last mini-batch of each
     evaluation step) of the runs with at least ``min_minibatches`` mini-batches -- off-policy ones.
 
     Returns ``(rollouts, tokens)`` like :func:`~rewards_as_labels.results.load_weight_samples`, with
     the run's method, minibatches, lr, grad_clip and seed on each row.
     """
-    parts = [(*run_weight_samples(sweep_dir(profile_dir) / name), _cell_keys(ov))
-             for name, ov in runs(grid) if ov["minibatches_per_step"] >= min_minibatches]
+    parts = [
+        (*run_weight_samples(sweep_dir(profile_dir) / name), _cell_keys(ov))
+        for name, ov in runs(grid)
+        if ov["minibatches_per_step"] >= min_minibatches
+    ]
     return concat_weight_samples(parts)
 
 
 def _cell_keys(overrides: dict) -> dict:
     """A sweep run's grid coordinates, as the columns its rows carry."""
-    return {"method": overrides["method"], "minibatches": overrides["minibatches_per_step"],
-            "lr": overrides["learning_rate"], "grad_clip": overrides["grad_clip"], "seed": overrides["seed"]}
+    return {
+        "method": overrides["method"],
+        "minibatches": overrides["minibatches_per_step"],
+        "lr": overrides["learning_rate"],
+        "grad_clip": overrides["grad_clip"],
+        "seed": overrides["seed"],
+    }
 
 
 def cell_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per (method, M, lr, clip) cell: seeds, mean and sd over seeds of the validation score (mean of the
     last evaluations), final and best pass@1, collapse rate, and how often the clip bound."""
     g = table.groupby(list(CELL))
-    out = g.agg(seeds=("seed", "count"), score_mean=("val_score", "mean"), score_sd=("val_score", "std"),
-                final_mean=("final_pass@1", "mean"), best_mean=("best_pass@1", "mean"),
-                collapse_rate=("collapsed", "mean"), clip_bound_frac=("clip_bound_frac", "mean"))
+    out = g.agg(
+        seeds=("seed", "count"),
+        score_mean=("val_score", "mean"),
+        score_sd=("val_score", "std"),
+        final_mean=("final_pass@1", "mean"),
+        best_mean=("best_pass@1", "mean"),
+        collapse_rate=("collapsed", "mean"),
+        clip_bound_frac=("clip_bound_frac", "mean"),
+    )
     return out.reset_index()
 
 
@@ -273,23 +317,39 @@ def paired_cells(grid: Grid, profile_dir: str | Path, reference: str = "grpo", *
     rows, scores = [], {}
     for name, ov in runs(grid):
         folder = sweep_dir(profile_dir) / name
-        if (folder / "final.json").exists() and "eval/per_problem_correct" in json.loads((folder / "final.json").read_text()):
+        if (folder / "final.json").exists() and "eval/per_problem_correct" in json.loads(
+            (folder / "final.json").read_text()
+        ):
             key = (ov["method"], ov["minibatches_per_step"], ov["learning_rate"], ov["grad_clip"])
             scores.setdefault(key, {})[ov["seed"]] = last_evals(folder)
-    for (method, m, lr, clip), by_seed in sorted(scores.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][3], kv[0][0])):
+    for (method, m, lr, clip), by_seed in sorted(
+        scores.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][3], kv[0][0])
+    ):
         ref = scores.get((reference, m, lr, clip), {})
         seeds = sorted(set(by_seed) & set(ref))
         if method == reference or not seeds:
             continue
         for s in seeds:
             if by_seed[s][0] != ref[s][0]:
-                raise ValueError(f"cell M={m}, lr={lr}, clip={clip}, seed {s}: {method} and {reference} were validated on other problems")
+                raise ValueError(
+                    f"cell M={m}, lr={lr}, clip={clip}, seed {s}: {method} and {reference} were validated on other problems"
+                )
         a = np.stack([by_seed[s][1] for s in seeds])  # [seeds, problems]
         b = np.stack([ref[s][1] for s in seeds])  # [seeds, problems]
         ci = paired_bootstrap(a, b, **bootstrap)
-        rows.append({"method": method, "minibatches": m, "lr": lr, "grad_clip": clip, "seeds": len(seeds),
-                     "diff": ci["diff"], "low": ci["low"], "high": ci["high"],
-                     "verdict": verdict(ci["low"], ci["high"], method, reference)})
+        rows.append(
+            {
+                "method": method,
+                "minibatches": m,
+                "lr": lr,
+                "grad_clip": clip,
+                "seeds": len(seeds),
+                "diff": ci["diff"],
+                "low": ci["low"],
+                "high": ci["high"],
+                "verdict": verdict(ci["low"], ci["high"], method, reference),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -307,13 +367,27 @@ def test_per_problem(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
             continue
         res = json.loads(path.read_text())
         for bench, b in res["benchmarks"].items():
-            frames.append(pd.DataFrame({
-                "run": name, "method": ov["method"], "seed": str(ov["seed"]), "lr": ov["learning_rate"],
-                "grad_clip": ov["grad_clip"], "minibatches": ov["minibatches_per_step"], "benchmark": bench,
-                "problem_id": b["problem_ids"], "correct": b["per_problem_correct"], "samples": res["samples"]}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "run": name,
+                        "method": ov["method"],
+                        "seed": str(ov["seed"]),
+                        "lr": ov["learning_rate"],
+                        "grad_clip": ov["grad_clip"],
+                        "minibatches": ov["minibatches_per_step"],
+                        "benchmark": bench,
+                        "problem_id": b["problem_ids"],
+                        "correct": b["per_problem_correct"],
+                        "samples": res["samples"],
+                    }
+                )
+            )
     if missing:
-        raise FileNotFoundError(f"{len(missing)} runs of grid {grid.name!r} have no test evaluation (e.g. {missing[0]}); "
-                                f"run `make study STUDY={grid.name}` first")
+        raise FileNotFoundError(
+            f"{len(missing)} runs of grid {grid.name!r} have no test evaluation (e.g. {missing[0]}); "
+            f"run `make study STUDY={grid.name}` first"
+        )
     df = pd.concat(frames, ignore_index=True)
     return df.assign(**{"pass@1": df["correct"] / df["samples"]})
 
@@ -333,12 +407,17 @@ def protocol_comparison(grid: Grid, profile_dir: str | Path, reference: str = "g
     """
     paper_lr = load_config(profile=grid.profile).learning_rate
     if paper_lr not in grid.learning_rates:
-        raise ValueError(f"grid {grid.name!r} must include its profile's learning rate {paper_lr:g} (the one-lr protocol); "
-                         f"it has {grid.learning_rates}")
+        raise ValueError(
+            f"grid {grid.name!r} must include its profile's learning rate {paper_lr:g} (the one-lr protocol); "
+            f"it has {grid.learning_rates}"
+        )
     runs_table, pp = stability_table(grid, profile_dir), test_per_problem(grid, profile_dir)
     out = []
     for M, clip in product(grid.minibatches, grid.grad_clips):
-        cell_runs, cell = runs_table[(runs_table.minibatches == M) & (runs_table.grad_clip == clip)], pp[(pp.minibatches == M) & (pp.grad_clip == clip)]
+        cell_runs, cell = (
+            runs_table[(runs_table.minibatches == M) & (runs_table.grad_clip == clip)],
+            pp[(pp.minibatches == M) & (pp.grad_clip == clip)],
+        )
         choices = {"one lr": {m: paper_lr for m in grid.methods}}
         if len(grid.learning_rates) > 1:
             choices["tuned lr"] = select_learning_rates(cell_runs)
@@ -348,7 +427,28 @@ def protocol_comparison(grid: Grid, profile_dir: str | Path, reference: str = "g
             table = paired_difference_table(sel, reference=reference, **bootstrap)
             for m in grid.methods:
                 row = table.loc[m].to_dict() if m in table.index else {"seeds": sel[sel.method == m].seed.nunique()}
-                out.append({"protocol": protocol, "minibatches": M, "grad_clip": clip, "method": m, "lr": chosen[m],
-                            "test_pass@1": scores.get(m, math.nan), **row})
-    cols = ["protocol", "minibatches", "grad_clip", "method", "lr", "test_pass@1", "diff", "low", "high", "seeds", "verdict"]
+                out.append(
+                    {
+                        "protocol": protocol,
+                        "minibatches": M,
+                        "grad_clip": clip,
+                        "method": m,
+                        "lr": chosen[m],
+                        "test_pass@1": scores.get(m, math.nan),
+                        **row,
+                    }
+                )
+    cols = [
+        "protocol",
+        "minibatches",
+        "grad_clip",
+        "method",
+        "lr",
+        "test_pass@1",
+        "diff",
+        "low",
+        "high",
+        "seeds",
+        "verdict",
+    ]
     return pd.DataFrame(out).reindex(columns=cols)

@@ -120,8 +120,10 @@ def micro_batches(rows: int, micro: int) -> list[slice]:
 @torch.no_grad()
 def logprobs_no_grad(model, batch, cfg: Config, with_entropy: bool = False):
     """Response log-probs (and entropy) of ``batch`` in micro-batches of ``cfg.micro_batch_size`` rows."""
-    parts = [response_logprobs(model, batch.select(c), cfg.temperature, with_entropy=with_entropy)
-             for c in micro_batches(batch.batch_size, cfg.micro_batch_size)]
+    parts = [
+        response_logprobs(model, batch.select(c), cfg.temperature, with_entropy=with_entropy)
+        for c in micro_batches(batch.batch_size, cfg.micro_batch_size)
+    ]
     if with_entropy:
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])  # [B, T] each
     return torch.cat(parts)  # [B, T]
@@ -175,8 +177,15 @@ class UpdateResult(NamedTuple):
     cut: torch.Tensor | None
 
 
-def backward_in_micro_batches(model, mb: Rollouts, cfg: Config, loss_fn: Callable[[torch.Tensor], LossTerms], *,
-                              logprobs=None, detached_logprobs=None) -> LossTerms:
+def backward_in_micro_batches(
+    model,
+    mb: Rollouts,
+    cfg: Config,
+    loss_fn: Callable[[torch.Tensor], LossTerms],
+    *,
+    logprobs=None,
+    detached_logprobs=None,
+) -> LossTerms:
     """Accumulate the gradient of ``loss_fn(log-probs of mb)`` over micro-batches of
     ``cfg.micro_batch_size`` rows; returns ``loss_fn``'s terms of the whole mini-batch (loss detached).
 
@@ -285,8 +294,18 @@ class GradClip:
         return norm, threshold
 
 
-def update(model, optimizer, scheduler, mb: Rollouts, cfg: Config, step: int, *, first: bool = False, logprobs=None,
-           clip: GradClip | None = None) -> UpdateResult:
+def update(
+    model,
+    optimizer,
+    scheduler,
+    mb: Rollouts,
+    cfg: Config,
+    step: int,
+    *,
+    first: bool = False,
+    logprobs=None,
+    clip: GradClip | None = None,
+) -> UpdateResult:
     """One optimiser step on mini-batch ``mb``; returns its statistics and what its loss saw (log-probs
     detached; the clip mask) for :func:`~.methods.weight_samples`.
 
@@ -314,8 +333,12 @@ def update(model, optimizer, scheduler, mb: Rollouts, cfg: Config, step: int, *,
     optimizer.step()
     scheduler.step()
     inputs = replace(terms.inputs, logprobs=terms.inputs.logprobs.detach())
-    stats = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), "train/grad_norm_max": grad_norm.item(),
-             "train/clip_bound_frac": float(grad_norm.item() > threshold)}
+    stats = {
+        "train/loss": loss.item(),
+        "train/grad_norm": grad_norm.item(),
+        "train/grad_norm_max": grad_norm.item(),
+        "train/clip_bound_frac": float(grad_norm.item() > threshold),
+    }
     if math.isfinite(threshold):
         stats["train/clip_threshold"] = threshold
     if kl is not None:
@@ -334,9 +357,13 @@ def _mean(values: list[float]) -> float:
 # How the M mini-batch values of a statistic become the step's one logged value. A statistic that
 # a mini-batch lacks (a weight side with no rollout in it) is reduced over the mini-batches that have it.
 STEP_REDUCERS: dict[str, Callable[[list[float]], float]] = {
-    "train/loss": _mean, "train/grad_norm": _mean, "train/kl": _mean, "train/clip_fraction": _mean,
+    "train/loss": _mean,
+    "train/grad_norm": _mean,
+    "train/kl": _mean,
+    "train/clip_fraction": _mean,
     "train/grad_norm_max": max,  # the largest mini-batch's (pre-clip) norm: a spike a mean would hide
-    "train/clip_bound_frac": _mean, "train/clip_threshold": _mean,  # how often the gradient clip scaled an update down
+    "train/clip_bound_frac": _mean,
+    "train/clip_threshold": _mean,  # how often the gradient clip scaled an update down
     **{name: {"mean": _mean, "max": max}[how] for name, how in OFFPOLICY_KEYS.items()},  # off-policy mini-batches only
     **{f"weights/{f}/{side}_mean": _mean for f in WEIGHT_FORMULAS for side in ("pos", "neg")},
     **{f"weights/{f}/{side}_max": max for f in WEIGHT_FORMULAS for side in ("pos", "neg")},
@@ -362,9 +389,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
 
     ckpt = latest_checkpoint(run_dir) if resume else None
     if not resume and (run_dir / "metrics.jsonl").exists():
-        raise FileExistsError(
-            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
-        )
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     model, tokenizer = load_policy(cfg, path=ckpt / "model" if ckpt else None, training=True)
     model.train()
     ref_model = None
@@ -373,7 +398,10 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         ref_model.eval().requires_grad_(False)
 
     optimizer = torch.optim.AdamW(  # fused: one kernel for all tensors (TRL's default too); 3x faster on the tiny model
-        model.parameters(), lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
+        model.parameters(),
+        lr=cfg.learning_rate,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        weight_decay=cfg.weight_decay,
         fused=model.device.type in ("cpu", "cuda"),
     )
     warmup = max(cfg.lr_warmup_steps, 0)
@@ -386,13 +414,21 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     train_set = load_split(cfg, "train")
     val_set = load_split(cfg, "validation")[: cfg.eval_prompts]
     # every prompt the backend will sample: vLLM sizes its engine's context from the longest
-    backend = make_backend(cfg, model, tokenizer, prompts=[format_prompt(tokenizer, p, cfg) for p in train_set + val_set])
+    backend = make_backend(
+        cfg, model, tokenizer, prompts=[format_prompt(tokenizer, p, cfg) for p in train_set + val_set]
+    )
     metrics = JsonlWriter(run_dir / "metrics.jsonl", start_step)
     weight_log = JsonlWriter(run_dir / "weight_samples.jsonl", start_step)
 
     P, n = cfg.prompts_per_step, cfg.rollouts_per_prompt
-    bar = progress_bar(range(start_step, cfg.total_steps), initial=start_step, total=cfg.total_steps,
-               desc=f"{cfg.method} s{cfg.seed}", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(
+        range(start_step, cfg.total_steps),
+        initial=start_step,
+        total=cfg.total_steps,
+        desc=f"{cfg.method} s{cfg.seed}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     for step in bar:
         times: dict[str, float] = {}
         row: dict = {"step": step, "method": cfg.method, "seed": cfg.seed}
@@ -403,8 +439,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         problems = [train_set[i] for i in prompt_indices(cfg.seed, step, P, len(train_set))]
         with _timed(times, "generate"):
             batch = backend.generate(
-                [format_prompt(tokenizer, p, cfg) for p in problems], n, temperature=cfg.temperature,
-                max_new_tokens=cfg.max_new_tokens, top_k=cfg.top_k, top_p=cfg.top_p, seed=derive_seed(cfg.seed, step),
+                [format_prompt(tokenizer, p, cfg) for p in problems],
+                n,
+                temperature=cfg.temperature,
+                max_new_tokens=cfg.max_new_tokens,
+                top_k=cfg.top_k,
+                top_p=cfg.top_p,
+                seed=derive_seed(cfg.seed, step),
             )
         with _timed(times, "verify"):
             golds = [p.answer for p in problems for _ in range(n)]
@@ -425,8 +466,17 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         stats = []
         with _timed(times, "update"):
             for m, mb in enumerate(minibatches(rollouts, cfg)):
-                last = update(model, optimizer, scheduler, mb, cfg, step, first=m == 0,
-                              logprobs=old.first_forward if m == 0 else None, clip=clip)
+                last = update(
+                    model,
+                    optimizer,
+                    scheduler,
+                    mb,
+                    cfg,
+                    step,
+                    first=m == 0,
+                    logprobs=old.first_forward if m == 0 else None,
+                    clip=clip,
+                )
                 stats.append(last.stats)
         with _timed(times, "sync"):
             backend.sync_weights(model)  # a no-op for HF; vLLM reloads the weights in place
@@ -439,14 +489,28 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         metrics.write(row)
         if eval_now:  # the last (most off-policy) mini-batch of the step; its samples are built only here
             weight_log.write({"step": step, "method": cfg.method, **weight_samples(cfg, last.inputs, last.cut)})
-        bar.set_postfix(reward=f"{row['reward/mean']:.3f}", **({"val": f"{row['eval/pass@1']:.3f}"} if "eval/pass@1" in row else {}))
+        bar.set_postfix(
+            reward=f"{row['reward/mean']:.3f}", **({"val": f"{row['eval/pass@1']:.3f}"} if "eval/pass@1" in row else {})
+        )
 
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == cfg.total_steps:
-            save_checkpoint(run_dir, done, model, tokenizer, optimizer, scheduler, cfg.keep_checkpoints,
-                            extra={"grad_clip_norms": clip.norms})
+            save_checkpoint(
+                run_dir,
+                done,
+                model,
+                tokenizer,
+                optimizer,
+                scheduler,
+                cfg.keep_checkpoints,
+                extra={"grad_clip_norms": clip.norms},
+            )
 
-    final = _evaluate(cfg, model, tokenizer, val_set, cfg.total_steps, {}, backend, per_problem=True) if cfg.eval_every > 0 else {}
+    final = (
+        _evaluate(cfg, model, tokenizer, val_set, cfg.total_steps, {}, backend, per_problem=True)
+        if cfg.eval_every > 0
+        else {}
+    )
     summary = {"step": cfg.total_steps, "method": cfg.method, "seed": cfg.seed, **final}
     atomic_write_json(run_dir / "final.json", summary)
     return run_dir
@@ -459,8 +523,15 @@ def _evaluate(cfg, model, tokenizer, problems, step, times, backend=None, per_pr
     with _timed(times, "eval"):
         model.eval()
         res = evaluate_policy(
-            model, tokenizer, problems, samples=cfg.eval_samples, temperature=cfg.eval_temperature,
-            max_new_tokens=cfg.max_new_tokens, seed=derive_seed(cfg.seed, "eval", step), cfg=cfg, backend=backend,
+            model,
+            tokenizer,
+            problems,
+            samples=cfg.eval_samples,
+            temperature=cfg.eval_temperature,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=derive_seed(cfg.seed, "eval", step),
+            cfg=cfg,
+            backend=backend,
         )
         model.train()
     keep = ("per_problem_correct", "problem_ids") if per_problem else ()

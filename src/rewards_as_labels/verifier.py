@@ -933,7 +933,7 @@ class Verifier:
         script = unguarded_main() if self.start_method != "fork" else None
         if script is not None:
             warnings.warn(
-                f"{script} has no `if __name__ == \"__main__\":` guard, so each spawned verifier worker "
+                f'{script} has no `if __name__ == "__main__":` guard, so each spawned verifier worker '
                 "would re-run it; judging in this process instead. To use the pool, move the script's "
                 'top-level code into a function and call it under `if __name__ == "__main__":`.',
                 RuntimeWarning,

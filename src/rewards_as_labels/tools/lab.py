@@ -39,10 +39,16 @@ def lab_command(root: str | Path = ".", python: str = sys.executable, extra: lis
     ['/proj/.venv/bin/python', '-m', 'jupyterlab', '--ServerApp.root_dir=/proj']
     """
     root = Path(root).resolve()
-    return [python, "-m", "jupyterlab", f"--ServerApp.root_dir={root}",
-            "--ServerApp.contents_manager_class=rewards_as_labels.tools.lab.ProjectRootContentsManager",
-            "--MappingKernelManager.default_kernel_name=python3",
-            "--LabApp.default_url=/lab/tree/notebooks", *(extra or [])]
+    return [
+        python,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.contents_manager_class=rewards_as_labels.tools.lab.ProjectRootContentsManager",
+        "--MappingKernelManager.default_kernel_name=python3",
+        "--LabApp.default_url=/lab/tree/notebooks",
+        *(extra or []),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -47,7 +47,9 @@ def run_notebook(src: str | Path, dst: str | Path, parameters: dict | None = Non
     added = {k: v for k, v in RUNNER_ENV.items() if k not in os.environ}  # the kernel inherits os.environ
     os.environ.update(added)
     try:
-        pm.execute_notebook(str(src), str(tmp), parameters=parameters or {}, progress_bar=progress, kernel_name="python3")
+        pm.execute_notebook(
+            str(src), str(tmp), parameters=parameters or {}, progress_bar=progress, kernel_name="python3"
+        )
         os.replace(tmp, dst)
     except pm.PapermillExecutionError as exc:
         os.replace(tmp, failed)
@@ -59,7 +61,9 @@ def run_notebook(src: str | Path, dst: str | Path, parameters: dict | None = Non
     except Exception as exc:  # the kernel died (e.g. out of memory), could not start, or papermill failed
         if tmp.exists():
             os.replace(tmp, failed)
-        where = f"open the partly executed copy: {failed}" if failed.exists() else f"no executed copy was written ({dst})"
+        where = (
+            f"open the partly executed copy: {failed}" if failed.exists() else f"no executed copy was written ({dst})"
+        )
         raise SystemExit(f"\nnotebook {src} did not run: {type(exc).__name__}: {exc}\n{where}\n") from None
     finally:
         for k in added:
@@ -87,8 +91,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("output")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("overrides", nargs="*", metavar="FIELD=VALUE",
-                        help="config overrides, passed to the notebook as its `overrides` parameter (as the CLI takes them)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="FIELD=VALUE",
+        help="config overrides, passed to the notebook as its `overrides` parameter (as the CLI takes them)",
+    )
     args = parser.parse_intermixed_args(argv)
     params = {name: yaml.safe_load(value) for name, value in args.parameter}
     if args.overrides:

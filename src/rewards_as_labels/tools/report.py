@@ -35,8 +35,10 @@ table{border-collapse:collapse;font-size:.9rem}td,th{border:1px solid #ccc;paddi
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
 
 
 def _link(href: str, text: str, cls: str = "") -> str:
@@ -63,8 +65,11 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def table_html(path: Path) -> str:
     """A CSV table as an HTML page."""
-    return _page(path.stem, f"<h1>{html.escape(path.stem)}</h1>\n<p>from <code>{html.escape(path.name)}</code></p>\n"
-                 + read_table(path).to_html(index=False, border=0, escape=True))
+    return _page(
+        path.stem,
+        f"<h1>{html.escape(path.stem)}</h1>\n<p>from <code>{html.escape(path.name)}</code></p>\n"
+        + read_table(path).to_html(index=False, border=0, escape=True),
+    )
 
 
 def build_report(run: str | Path) -> Path:
@@ -74,31 +79,45 @@ def build_report(run: str | Path) -> Path:
     tables = sorted((run / "tables").glob("*.csv"))
     figures = sorted((run / "figures").rglob("*.png"))
     if not (notebooks or tables or figures):
-        raise SystemExit(f"\nnothing to report in {run}: no notebooks/*.ipynb, tables/*.csv or figures/*.png there; "
-                         f"run `make reproduce` (PROFILE=...) first, or pass the run folder with --run\n")
+        raise SystemExit(
+            f"\nnothing to report in {run}: no notebooks/*.ipynb, tables/*.csv or figures/*.png there; "
+            f"run `make reproduce` (PROFILE=...) first, or pass the run folder with --run\n"
+        )
     done = [p for p in notebooks if not p.stem.endswith(".FAILED")]
     failed = [p for p in notebooks if p.stem.endswith(".FAILED")]
-    sections = [f"<h1>Rewards as Labels: {html.escape(run.name)}</h1>",
-                f"<p>Run folder <code>{html.escape(str(run))}</code>. Every page below was rendered from files "
-                "there; nothing was recomputed.</p>"]
+    sections = [
+        f"<h1>Rewards as Labels: {html.escape(run.name)}</h1>",
+        f"<p>Run folder <code>{html.escape(str(run))}</code>. Every page below was rendered from files "
+        "there; nothing was recomputed.</p>",
+    ]
     with atomic_directory(run / "report") as out:
         (out / "notebooks").mkdir()
         (out / "tables").mkdir()
         for nb in notebooks:
             atomic_write_text(out / "notebooks" / f"{nb.stem}.html", notebook_html(nb))
         if done:
-            sections += ["<h2>Notebooks (executed)</h2>", "<ul>",
-                         *[_link(f"notebooks/{nb.stem}.html", nb.stem) for nb in done], "</ul>"]
+            sections += [
+                "<h2>Notebooks (executed)</h2>",
+                "<ul>",
+                *[_link(f"notebooks/{nb.stem}.html", nb.stem) for nb in done],
+                "</ul>",
+            ]
         if failed:
-            sections += ['<h2 class="failed">Notebooks that failed (executed up to the error)</h2>', "<ul>",
-                         *[_link(f"notebooks/{nb.stem}.html", nb.stem, "failed") for nb in failed], "</ul>"]
+            sections += [
+                '<h2 class="failed">Notebooks that failed (executed up to the error)</h2>',
+                "<ul>",
+                *[_link(f"notebooks/{nb.stem}.html", nb.stem, "failed") for nb in failed],
+                "</ul>",
+            ]
         if tables:
             sections.append("<h2>Tables</h2>")
             for table in tables:
                 atomic_write_text(out / "tables" / f"{table.stem}.html", table_html(table))
                 frame = read_table(table)
-                sections.append(f'<h3><a href="tables/{html.escape(table.stem)}.html">{html.escape(table.stem)}</a> '
-                                f"({len(frame)} rows)</h3>")
+                sections.append(
+                    f'<h3><a href="tables/{html.escape(table.stem)}.html">{html.escape(table.stem)}</a> '
+                    f"({len(frame)} rows)</h3>"
+                )
                 if len(frame) <= INLINE_ROWS:
                     sections.append(frame.to_html(index=False, border=0, escape=True))
         if figures:
@@ -107,10 +126,15 @@ def build_report(run: str | Path) -> Path:
                 name = png.relative_to(run / "figures").with_suffix("").as_posix()
                 href = html.escape(f"../figures/{png.relative_to(run / 'figures').as_posix()}")
                 pdf = png.with_suffix(".pdf")
-                pdf_link = (f' (<a href="{html.escape("../figures/" + pdf.relative_to(run / "figures").as_posix())}">pdf</a>)'
-                            if pdf.is_file() else "")
-                sections.append(f'<figure><a href="{href}"><img src="{href}" alt="{html.escape(name)}"></a>'
-                                f"<figcaption>{html.escape(name)}{pdf_link}</figcaption></figure>")
+                pdf_link = (
+                    f' (<a href="{html.escape("../figures/" + pdf.relative_to(run / "figures").as_posix())}">pdf</a>)'
+                    if pdf.is_file()
+                    else ""
+                )
+                sections.append(
+                    f'<figure><a href="{href}"><img src="{href}" alt="{html.escape(name)}"></a>'
+                    f"<figcaption>{html.escape(name)}{pdf_link}</figcaption></figure>"
+                )
         atomic_write_text(out / "index.html", _page(f"Rewards as Labels: {run.name}", "\n".join(sections)))
     return run / "report" / "index.html"
 

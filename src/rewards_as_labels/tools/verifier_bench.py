@@ -98,21 +98,39 @@ def labelled_pairs(n: int = 3000, seed: int = 0) -> list[tuple[str, str, bool]]:
         a, b, k = rng.randint(1, 99), rng.randint(2, 30), rng.randint(-30, 30)
         c = rng.choice([a + 1, a - 1, -a, 10 * a])
         mantissa = f"{rng.randint(100, 999) / 100:.2f}"
-        return rng.choice([
-            (f"\\frac{{{a}}}{{{b}}}", [f"\\frac{{{a}}}{{{b}}}", f"{a}/{b}", f"\\dfrac{{{a}}}{{{b}}}"],
-             [f"\\frac{{{c}}}{{{b}}}"]),
-            (f"{a}\\sqrt{{{b}}}", [f"{a}\\sqrt{{{b}}}", f"\\sqrt{{{a * a * b}}}"], [f"{c}\\sqrt{{{b}}}"]),
-            (f"({a},{a + b}]", [f"({a},{a + b}]"], [f"[{a},{a + b}]", f"({a},{a + b})", f"({c},{a + b}]"]),
-            (f"\\{{{a},{b}\\}}", [f"\\{{{b},{a}\\}}", f"{a},{b}"] if a != b else [f"\\{{{a}\\}}"],
-             [f"\\{{{a},{b},{c}\\}}"]),
-            (f"{mantissa} \\times 10^{{{k}}}", [f"{mantissa} \\times 10^{{{k}}}", f"{mantissa}e{k}"],
-             [f"{mantissa} \\times 10^{{{k + 1}}}", f"-{mantissa} \\times 10^{{{k}}}"]),
-            (f"{a}.5\\%", [f"{a}.5", f"{a}.5\\%"], [f"{c}.5\\%"]),
-            (f"{a}x^2+{b}", [f"{a}x^2+{b}", f"{b}+{a}x^{{2}}"], [f"{c}x^2+{b}", f"{a}x+{b}"]),
-            (f"({a},{b})", [f"({a},{b})", f"\\left({a}, {b}\\right)"],
-             [f"({a},{c})"] + ([f"({b},{a})"] if a != b else [])),
-            (str(a), [f"\\frac{{{2 * a}}}{{2}}", f"x = {a}", f"{a}^\\circ", f"{a}.0", f"\\text{{{a}}}"], [f"{c}.5"]),
-        ])
+        return rng.choice(
+            [
+                (
+                    f"\\frac{{{a}}}{{{b}}}",
+                    [f"\\frac{{{a}}}{{{b}}}", f"{a}/{b}", f"\\dfrac{{{a}}}{{{b}}}"],
+                    [f"\\frac{{{c}}}{{{b}}}"],
+                ),
+                (f"{a}\\sqrt{{{b}}}", [f"{a}\\sqrt{{{b}}}", f"\\sqrt{{{a * a * b}}}"], [f"{c}\\sqrt{{{b}}}"]),
+                (f"({a},{a + b}]", [f"({a},{a + b}]"], [f"[{a},{a + b}]", f"({a},{a + b})", f"({c},{a + b}]"]),
+                (
+                    f"\\{{{a},{b}\\}}",
+                    [f"\\{{{b},{a}\\}}", f"{a},{b}"] if a != b else [f"\\{{{a}\\}}"],
+                    [f"\\{{{a},{b},{c}\\}}"],
+                ),
+                (
+                    f"{mantissa} \\times 10^{{{k}}}",
+                    [f"{mantissa} \\times 10^{{{k}}}", f"{mantissa}e{k}"],
+                    [f"{mantissa} \\times 10^{{{k + 1}}}", f"-{mantissa} \\times 10^{{{k}}}"],
+                ),
+                (f"{a}.5\\%", [f"{a}.5", f"{a}.5\\%"], [f"{c}.5\\%"]),
+                (f"{a}x^2+{b}", [f"{a}x^2+{b}", f"{b}+{a}x^{{2}}"], [f"{c}x^2+{b}", f"{a}x+{b}"]),
+                (
+                    f"({a},{b})",
+                    [f"({a},{b})", f"\\left({a}, {b}\\right)"],
+                    [f"({a},{c})"] + ([f"({b},{a})"] if a != b else []),
+                ),
+                (
+                    str(a),
+                    [f"\\frac{{{2 * a}}}{{2}}", f"x = {a}", f"{a}^\\circ", f"{a}.0", f"\\text{{{a}}}"],
+                    [f"{c}.5"],
+                ),
+            ]
+        )
 
     triples: dict[tuple[str, str], bool] = {}
     while len(triples) < n:
@@ -188,8 +206,10 @@ if __name__ == "__main__":
     args = cli.parse_args()
     print(f"{args.pairs} pairs on {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     probes = probe_bench()
-    print(f"probe battery ({len(PROBES)} responses): {probes['per_1000']:.1f} s per 1,000 responses, "
-          f"worst call {probes['worst']:.2f} s ({probes['worst_form']})")
+    print(
+        f"probe battery ({len(PROBES)} responses): {probes['per_1000']:.1f} s per 1,000 responses, "
+        f"worst call {probes['worst']:.2f} s ({probes['worst_form']})"
+    )
     print("probes over 1 s that are not correct answers:", probes["slow"] or "none")
     print("outcomes of the right answers among the pairs:", correct_timeouts(args.pairs))
     if not args.probes_only:
