@@ -168,6 +168,7 @@ gpu-check: | $(STAMP) $(VLLM_STAMP)
 # ----------------------------------------------------------------------------- tests
 test: | $(STAMP) $(VLLM_STAMP)
 	$(PY) -m ruff check src tests
+	$(PY) -m ruff format --check src tests
 	$(PY) -m pytest tests src --doctest-modules -q
 
 test-fast: | $(STAMP)

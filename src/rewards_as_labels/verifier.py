@@ -66,7 +66,8 @@ import warnings
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import sympy
 from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
