@@ -400,8 +400,8 @@ def test_unwritable_run_folder_is_named(smoke_base, tmp_path):
     with pytest.raises(PermissionError, match=f"run folder {target} is not writable \\({tmp_path / 'afile'} is a file"):
         trainer_mod.train(load_config(profile="smoke", overrides={**base, "out": str(target)}), progress=False)
     # the CLI turns it into one line, no traceback
-    res = subprocess.run([sys.executable, "-m", "rewards_as_labels", "train", "--profile", "smoke", "--out", str(target),
-                          "--data_dir", base["data_dir"]],
+    res = subprocess.run([sys.executable, "-m", "rewards_as_labels", "train", "--profile", "smoke",
+                          "--out", str(target), "--data_dir", base["data_dir"]],
                          capture_output=True, text=True, cwd=root, env=make_env())  # fmt: skip
     assert (
         res.returncode == 2 and f"run folder {target} is not writable" in res.stderr and "Traceback" not in res.stderr

@@ -151,7 +151,8 @@ def test_paired_cells_compare_each_method_to_grpo_problem_by_problem(tmp_path):
 
 
 def test_paired_cells_score_the_last_evaluations_not_the_final_one(tmp_path):
-    """REAL beats GRPO at the two evaluations before the final one and loses the final one: over the last 3 it is ahead."""
+    """REAL beats GRPO at the two evaluations before the final one and loses the final one:
+    over the last 3 it is ahead."""
     from rewards_as_labels.sweep import load_grid, paired_cells, runs, sweep_dir
 
     grid = load_grid("smoke")
@@ -175,7 +176,8 @@ def test_paired_cells_score_the_last_evaluations_not_the_final_one(tmp_path):
 
 
 def _fake_study_run(folder, overrides, val, test, ids=("p0", "p1", "p2", "p3")):
-    """A finished run of ``overrides`` whose validation score is ``val`` and test pass@1 ``test`` (4 problems x 4 samples)."""
+    """A finished run of ``overrides`` whose validation score is ``val`` and test pass@1 ``test``
+    (4 problems x 4 samples)."""
     folder.mkdir(parents=True)
     k = 4
     (folder / "config.json").write_text(json.dumps({**overrides, "eval_samples": k}))

@@ -286,7 +286,8 @@ class Config:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0 or self.checkpoint_every < 1:
             raise ValueError(
-                f"eval_every must be >= 0 (0 = off) and checkpoint_every >= 1, got {self.eval_every} and {self.checkpoint_every}"
+                "eval_every must be >= 0 (0 = off) and checkpoint_every >= 1, "
+                f"got {self.eval_every} and {self.checkpoint_every}"
             )
         if self.temperature <= 0 or self.eval_temperature <= 0:
             raise ValueError("temperature and eval_temperature must be > 0 (use greedy evaluation for 0)")
@@ -303,7 +304,8 @@ class Config:
         if self.max_grad_norm <= 0 or self.grad_clip_relative <= 0 or self.grad_clip_window < 1:
             raise ValueError(
                 f"max_grad_norm and grad_clip_relative must be > 0 and grad_clip_window >= 1, got "
-                f"{self.max_grad_norm}, {self.grad_clip_relative} and {self.grad_clip_window} (grad_clip=off turns clipping off)"
+                f"{self.max_grad_norm}, {self.grad_clip_relative} and {self.grad_clip_window} "
+                "(grad_clip=off turns clipping off)"
             )
         if self.rollout_backend not in ("hf", "vllm"):
             raise ValueError(f"unknown rollout_backend {self.rollout_backend!r}; valid: hf, vllm")

@@ -285,7 +285,8 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
                 }
             )
             print(
-                f"{method:>5} seed {seed} {name}: pass@1 {res['pass@1']:.3f}  pass@{k} {res[f'pass@{k}']:.3f}  greedy {res['greedy']:.3f}"
+                f"{method:>5} seed {seed} {name}: pass@1 {res['pass@1']:.3f}  "
+                f"pass@{k} {res[f'pass@{k}']:.3f}  greedy {res['greedy']:.3f}"
             )
     tables = cfg.profile_dir / "tables"
     out = {"evaluation": pd.DataFrame(rows), "benchmarks": None, "table": None}

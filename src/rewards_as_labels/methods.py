@@ -42,7 +42,8 @@ def policy_loss(cfg: Config, mb: MiniBatch, method: str | None = None) -> tuple[
     methods, the ``cut`` mask of where the clip removed the gradient, as the loss computed it
     (``[B, T]`` for GRPO and DAPO, ``[B]`` for GSPO's sequence ratio; None for REAL and GRAD).
 
-    >>> lp = torch.zeros(2, 3); mb = MiniBatch(lp, lp, torch.ones(2, 3).bool(), torch.tensor([[1., 0.]]), torch.tensor([1., -1.]))
+    >>> lp = torch.zeros(2, 3)
+    >>> mb = MiniBatch(lp, lp, torch.ones(2, 3).bool(), torch.tensor([[1., 0.]]), torch.tensor([1., -1.]))
     >>> policy_loss(Config(), mb)  # REAL, on-policy: log(1 + 1) + log(1 + 1), one group
     (tensor(1.3863), None)
     >>> policy_loss(Config(), mb, "grpo")  # rho = 1: -mean(A) = 0, nothing cut
@@ -115,7 +116,8 @@ def weight_stats(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None = None) ->
     a side with no rollout is left out). ``cut``: the training loss's clip mask
     (:func:`policy_loss`), reused for the GRPO weights when the method is GRPO.
 
-    >>> lp = torch.zeros(2, 3); mb = MiniBatch(lp, lp, torch.ones(2, 3).bool(), torch.tensor([[1., 0.]]), torch.tensor([1., -1.]))
+    >>> lp = torch.zeros(2, 3)
+    >>> mb = MiniBatch(lp, lp, torch.ones(2, 3).bool(), torch.tensor([[1., 0.]]), torch.tensor([1., -1.]))
     >>> weight_stats(Config(), mb)["weights/real/pos_max"]  # on-policy: (1/tau) / (1 + |O+|) = 2 / 2
     1.0
     """
@@ -187,9 +189,12 @@ def offpolicy_stats(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None = None)
     >>> lp = torch.tensor([[0.15], [0.05], [-0.2], [0.4]]); old = torch.zeros(4, 1); mask = torch.ones(4, 1).bool()
     >>> mb = MiniBatch(lp, old, mask, torch.tensor([[1., 1., 1., 0.]]), torch.tensor([.5, .5, .5, -1.5]))
     >>> st = offpolicy_stats(Config(), mb)
-    >>> st["offpolicy/real/pos_corr_w_s"] < 0 < st["offpolicy/grpo_token/pos_corr_w_s"], st["offpolicy/grpo_token/pos_zeroed_frac"]
-    (True, 0.0)
-    >>> round(st["offpolicy/grpo_token/neg_above1_share"], 3)  # 1.5 e^0.4 / (1.5 e^0.4 + 0.5 (e^0.15 + e^0.05 + e^-0.2))
+    >>> st["offpolicy/real/pos_corr_w_s"] < 0 < st["offpolicy/grpo_token/pos_corr_w_s"]
+    True
+    >>> st["offpolicy/grpo_token/pos_zeroed_frac"]
+    0.0
+    >>> # 1.5 e^0.4 / (1.5 e^0.4 + 0.5 (e^0.15 + e^0.05 + e^-0.2))
+    >>> round(st["offpolicy/grpo_token/neg_above1_share"], 3)
     0.596
     """
     w = _weights(cfg, mb, cut)
@@ -273,7 +278,8 @@ def weight_samples(cfg: Config, mb: MiniBatch, cut: torch.Tensor | None = None) 
     its response tokens. Tokens come rollout by rollout, in order. Python lists of every token are
     slow to build: call it only for the batches that are written.
 
-    >>> lp = torch.zeros(2, 1); mb = MiniBatch(lp, lp, torch.ones(2, 1).bool(), torch.tensor([[1., 0.]]), torch.tensor([1., -1.]))
+    >>> lp = torch.zeros(2, 1)
+    >>> mb = MiniBatch(lp, lp, torch.ones(2, 1).bool(), torch.tensor([[1., 0.]]), torch.tensor([1., -1.]))
     >>> ws = weight_samples(Config(), mb); ws["w_real"], ws["rollout"], ws["length"], ws["token_rollout"]
     ([1.0, 1.0], [0, 1], [1, 1], [0, 1])
     """

@@ -43,7 +43,8 @@ def run_metrics(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# weight_samples.jsonl's lists -> their column; token_rollout becomes "rollout", the key that joins a token to its rollout
+# weight_samples.jsonl's lists -> their column; token_rollout becomes "rollout",
+# the key that joins a token to its rollout
 WEIGHT_SAMPLE_COLUMNS = {
     "rollouts": {
         "s": "s",
@@ -60,7 +61,8 @@ WEIGHT_SAMPLE_COLUMNS = {
 def run_weight_samples(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(rollouts, tokens)`` of the run in ``folder`` (``weight_samples.jsonl``: the last mini-batch
     of each evaluation step), each row tagged with its ``step`` and ``method``; two empty frames without
-    columns when the run saved none. Columns: those of :data:`WEIGHT_SAMPLE_COLUMNS` the run saved, plus step and method."""
+    columns when the run saved none. Columns: those of :data:`WEIGHT_SAMPLE_COLUMNS` the run saved,
+    plus step and method."""
     path = Path(folder) / "weight_samples.jsonl"
     records = read_jsonl(path) if path.exists() else []
     frames = {

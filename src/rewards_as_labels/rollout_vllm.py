@@ -107,10 +107,11 @@ def engine_max_model_len(longest_prompt: int, max_new_tokens: int, context: int 
 
     >>> engine_max_model_len(120, 4096, 131072)
     4216
-    >>> engine_max_model_len(120, 4096, 4096)
+    >>> engine_max_model_len(120, 4096, 4096)  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    ValueError: prompts of up to 120 tokens + max_new_tokens=4096 need a context of 4216 tokens, but the model's is 4096; lower max_new_tokens to at most 3976 (or shorten the prompts)
+    ValueError: prompts of up to 120 tokens + max_new_tokens=4096 need a context of 4216 tokens,
+    but the model's is 4096; lower max_new_tokens to at most 3976 (or shorten the prompts)
     """
     need = int(longest_prompt) + int(max_new_tokens)
     if context is not None and need > context:
@@ -168,9 +169,15 @@ class KnownNoise(logging.Filter):
     REASONS = {  # message -> why it is harmless here
         "Chat template warmup failed":  # only this cause: ValueError "... skip_tokenizer_init=True"
         "we tokenise prompts ourselves and send token ids (3), so vLLM never renders a chat template",
-        "Using None for EOS token id because tokenizer is not initialized": "every request carries the model's EOS ids as stop_token_ids",
-        "RotaryEmbedding: Failed to load weights": "its cos/sin cache is computed from the config, not loaded: checkpoints hold none, the reload restores it",
-        "ParallelLMHead: Failed to load weights": "a tied head shares embed_tokens' weight, which is loaded; reprocess_tied_layers repacks the head",
+        "Using None for EOS token id because tokenizer is not initialized": (
+            "every request carries the model's EOS ids as stop_token_ids"
+        ),
+        "RotaryEmbedding: Failed to load weights": (
+            "its cos/sin cache is computed from the config, not loaded: checkpoints hold none, the reload restores it"
+        ),
+        "ParallelLMHead: Failed to load weights": (
+            "a tied head shares embed_tokens' weight, which is loaded; reprocess_tied_layers repacks the head"
+        ),
     }
     LOGGERS = ("vllm.renderers.base", "vllm.model_executor.model_loader.reload.layerwise")
     dropped: dict[str, int] = {}  # message -> records dropped in this process

@@ -10,8 +10,9 @@ rule's parameters. :func:`runs` expands it into run names and their config overr
 targets of ``make sweep`` and ``make study`` come from the same function (:mod:`rewards_as_labels.makevars`
 writes them, one target and its overrides per run).
 
-Runs live in ``runs/<profile>/sweep/<name>`` (``<method>-m<M>-p<prompts per mini-batch>-lr<lr>-<clip>-n<steps>-s<seed>``),
-so grids that share a cell share its run, and the profile's own ``<method>-s<seed>`` runs are left alone.
+Runs live in ``runs/<profile>/sweep/<name>``
+(``<method>-m<M>-p<prompts per mini-batch>-lr<lr>-<clip>-n<steps>-s<seed>``), so grids that share a cell
+share its run, and the profile's own ``<method>-s<seed>`` runs are left alone.
 
 Off-policy without shrinking the batch: every run of a grid updates on mini-batches of the same
 ``prompts_per_minibatch`` prompts, and takes M of them per rollout batch (``prompts_per_step`` = M x
@@ -28,8 +29,8 @@ gives every one of the five methods a zero gradient (one-label groups carry no s
 every group is all-wrong the policy has nothing to climb back with -- the state a pre-package experiment
 reached at lr 1e-3 (pass@1 below 3% within 25 steps, never recovering; docs/measurements.md), and the
 default grid's runs reach at lr 1e-3 with M >= 4 in every seed (README, "The stability map"). 2% of
-256 rollouts is 5 correct ones, far below the warm start's ~15%, and 10 steps in a row rule out one unlucky batch. Entropy is not
-used: a collapsed tiny policy can stay high-entropy (it samples wrong digits at random).
+256 rollouts is 5 correct ones, far below the warm start's ~15%, and 10 steps in a row rule out one unlucky batch.
+Entropy is not used: a collapsed tiny policy can stay high-entropy (it samples wrong digits at random).
 """
 
 from __future__ import annotations
@@ -244,7 +245,8 @@ def stability_table(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
     missing = [f.name for f in folders if not (f / "final.json").exists()]
     if missing:
         raise FileNotFoundError(
-            f"{len(missing)} of {len(folders)} runs of sweep {grid.name!r} are unfinished under {sweep_dir(profile_dir)} "
+            f"{len(missing)} of {len(folders)} runs of sweep {grid.name!r} are unfinished "
+            f"under {sweep_dir(profile_dir)} "
             f"(e.g. {missing[0]}); run `make sweep SWEEP={grid.name}` first"
         )
     return pd.DataFrame([summarize_run(f, grid.collapse) for f in folders])
@@ -332,7 +334,8 @@ def paired_cells(grid: Grid, profile_dir: str | Path, reference: str = "grpo", *
         for s in seeds:
             if by_seed[s][0] != ref[s][0]:
                 raise ValueError(
-                    f"cell M={m}, lr={lr}, clip={clip}, seed {s}: {method} and {reference} were validated on other problems"
+                    f"cell M={m}, lr={lr}, clip={clip}, seed {s}: "
+                    f"{method} and {reference} were validated on other problems"
                 )
         a = np.stack([by_seed[s][1] for s in seeds])  # [seeds, problems]
         b = np.stack([ref[s][1] for s in seeds])  # [seeds, problems]
@@ -353,7 +356,7 @@ def paired_cells(grid: Grid, profile_dir: str | Path, reference: str = "grpo", *
     return pd.DataFrame(rows)
 
 
-# ----------------------------------------------------------------------------- protocol studies: test scores of grid runs
+# --------------------------------------------------------------------------- protocol studies: test scores of grid runs
 def test_per_problem(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
     """Every run's test evaluation (``<run>/test.json``, written by ``python -m rewards_as_labels test``):
     one row per (run, benchmark, problem) with method, seed (a string, as in ``per_problem.csv``), lr,

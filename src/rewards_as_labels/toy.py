@@ -23,7 +23,8 @@ def ragged_logprobs(
     Padding holds nan (new) and -inf (old). Drawn in float64 from ``generator``, then cast to ``dtype``.
 
     >>> g = torch.Generator().manual_seed(0)
-    >>> new, old, mask = ragged_logprobs(torch.tensor([0.5, -1.0], dtype=torch.float64), torch.ones(2, dtype=torch.float64), 4, g)
+    >>> scores = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    >>> new, old, mask = ragged_logprobs(scores, torch.ones(2, dtype=torch.float64), 4, g)
     >>> from rewards_as_labels.objectives import sequence_scores
     >>> sequence_scores(new, old, mask).round(decimals=6), bool(new[~mask].isnan().all())
     (tensor([ 0.5000, -1.0000], dtype=torch.float64), True)

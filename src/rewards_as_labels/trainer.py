@@ -373,7 +373,8 @@ STEP_REDUCERS: dict[str, Callable[[list[float]], float]] = {
 def reduce_stats(stats: list[dict[str, float]]) -> dict[str, float]:
     """One value per statistic from the step's mini-batches, by :data:`STEP_REDUCERS`.
 
-    >>> reduce_stats([{"train/loss": 1.0, "weights/real/pos_max": 2.0}, {"train/loss": 2.0, "weights/real/pos_max": 1.0}])
+    >>> reduce_stats([{"train/loss": 1.0, "weights/real/pos_max": 2.0},
+    ...               {"train/loss": 2.0, "weights/real/pos_max": 1.0}])
     {'train/loss': 1.5, 'weights/real/pos_max': 2.0}
     """
     names = dict.fromkeys(name for s in stats for name in s)

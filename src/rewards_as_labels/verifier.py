@@ -63,11 +63,11 @@ import os
 import re
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
-from collections.abc import Sequence
 
 import sympy
 from latex2sympy2_extended.latex2sympy2 import NormalizationConfig

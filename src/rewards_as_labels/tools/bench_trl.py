@@ -199,7 +199,8 @@ def run_trl(args, folder: Path, out: Path, t0: float) -> dict:
     trl_args = GRPOConfig(
         output_dir=str(out), use_cpu=True, bf16=False, report_to="none", save_strategy="no", logging_steps=1,
         disable_tqdm=True, seed=cfg.seed, max_steps=cfg.total_steps, shuffle_dataset=False,
-        num_generations=cfg.rollouts_per_prompt, per_device_train_batch_size=cfg.prompts_per_step * cfg.rollouts_per_prompt,
+        num_generations=cfg.rollouts_per_prompt,
+        per_device_train_batch_size=cfg.prompts_per_step * cfg.rollouts_per_prompt,
         max_completion_length=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
         beta=0.0, loss_type="grpo" if cfg.method == "grpo" else "dapo", epsilon=cfg.clip_eps,
         learning_rate=cfg.learning_rate, lr_scheduler_type="constant", warmup_steps=0,
@@ -301,7 +302,10 @@ def main(argv: list[str] | None = None) -> float | None:
         f"TRL: GRPOTrainer loss_type={'grpo' if args.method == 'grpo' else 'dapo'}"
     )
     print(f"{args.rounds} rounds x {args.steps - 1} timed steps per trainer, interleaved TRL/ours in fresh processes\n")
-    header = f"{'trainer':<8}{'wall med':>10}{'p10':>9}{'p90':>9}{'CPU med':>9}{'to 1st step':>13}{'process':>9}{'peak RSS':>10}"
+    header = (
+        f"{'trainer':<8}{'wall med':>10}{'p10':>9}{'p90':>9}{'CPU med':>9}"
+        f"{'to 1st step':>13}{'process':>9}{'peak RSS':>10}"
+    )
     print(header + "   phase medians, wall (s)")
     wall, cpu = {}, {}
     for who in ("trl", "ours"):
@@ -311,7 +315,8 @@ def main(argv: list[str] | None = None) -> float | None:
         phases = {k: float(np.median(np.concatenate([x["phases"][k] for x in results[who]])))
                   for k in results[who][0]["phases"]}  # fmt: skip
         print(
-            f"{who:<8}{wall[who]:>10.4f}{np.percentile(steps, 10):>9.4f}{np.percentile(steps, 90):>9.4f}{cpu[who]:>9.4f}"
+            f"{who:<8}{wall[who]:>10.4f}{np.percentile(steps, 10):>9.4f}{np.percentile(steps, 90):>9.4f}"
+            f"{cpu[who]:>9.4f}"
             f"{np.median([x['to_first_step_s'] for x in results[who]]):>12.1f}s"
             f"{np.median([x['process_s'] for x in results[who]]):>8.1f}s"
             f"{max(x['peak_rss_mib'] for x in results[who]):>6.0f} MiB   "
