@@ -357,7 +357,7 @@ def paired_cells(grid: Grid, profile_dir: str | Path, reference: str = "grpo", *
 
 
 # --------------------------------------------------------------------------- protocol studies: test scores of grid runs
-def test_per_problem(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
+def per_problem_on_test(grid: Grid, profile_dir: str | Path) -> pd.DataFrame:
     """Every run's test evaluation (``<run>/test.json``, written by ``python -m rewards_as_labels test``):
     one row per (run, benchmark, problem) with method, seed (a string, as in ``per_problem.csv``), lr,
     grad_clip, minibatches, ``correct`` of ``samples`` draws and ``pass@1``. Raises naming ``make study``
@@ -414,7 +414,7 @@ def protocol_comparison(grid: Grid, profile_dir: str | Path, reference: str = "g
             f"grid {grid.name!r} must include its profile's learning rate {paper_lr:g} (the one-lr protocol); "
             f"it has {grid.learning_rates}"
         )
-    runs_table, pp = stability_table(grid, profile_dir), test_per_problem(grid, profile_dir)
+    runs_table, pp = stability_table(grid, profile_dir), per_problem_on_test(grid, profile_dir)
     out = []
     for M, clip in product(grid.minibatches, grid.grad_clips):
         cell_runs, cell = (
