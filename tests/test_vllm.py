@@ -250,11 +250,12 @@ def test_two_training_steps_with_vllm_rollouts(tmp_path, monkeypatch):
         logging.getLogger("vllm").removeHandler(collect)
     messages = [r.getMessage() for r in seen]
     assert not set(messages) & set(KnownNoise.REASONS), messages
+    # the chat-template warm-up runs at the first engine start of a process (an earlier test may have made it)
+    assert KnownNoise.dropped.get("Chat template warmup failed", 0) > 0
     for message in (
-        "Chat template warmup failed",
         "RotaryEmbedding: Failed to load weights",
         "ParallelLMHead: Failed to load weights",
-    ):  # they happened, and were dropped
+    ):  # every weight sync makes them, and they were dropped
         assert KnownNoise.dropped.get(message, 0) > before.get(message, 0), message
     assert [r["step"] for r in rows] == [0, 1]
     for r in rows:
