@@ -82,3 +82,11 @@ def test_compare_cli_prints_one_line_per_method_and_names_a_missing_reference(tm
 def test_the_readmes_tables_are_the_committed_results():
     """Every table the README quotes between result markers is the file under results/, as committed."""
     assert sync_readme(ROOT / "README.md", ROOT) == []
+
+
+def test_publish_cli_records_the_command(tmp_path, capsys):
+    _per_problem(tmp_path / "runs/tiny/tables", {})
+    out = tmp_path / "results/tiny"
+    assert main(["publish", "--run", str(tmp_path / "runs/tiny"), "--out", str(out), "--command", "make reproduce"]) == 0
+    assert json.loads((out / "provenance.json").read_text())["command"] == "make reproduce"
+    assert "wrote" in capsys.readouterr().out

@@ -824,12 +824,17 @@ def verdict_grid(ledger: pd.DataFrame) -> pd.DataFrame:
     return grid.loc[claims, list(dict.fromkeys(ledger["setting"]))].rename_axis(index="claim", columns=None)
 
 
-def ledger_markdown(ledger: pd.DataFrame) -> str:
-    """Two Markdown tables: the verdict grid (claims x settings, with the paper's evidence) and every
-    row's protocol, measurement, verdict and source (or the command that would run it)."""
+def grid_markdown(ledger: pd.DataFrame) -> str:
+    """The verdict grid as one Markdown table: claims x settings, with the paper's evidence (the README's first table)."""
     grid = verdict_grid(ledger)
     paper = ledger.drop_duplicates("claim").set_index("claim")["paper_evidence"]
     grid.insert(0, "paper", paper.loc[grid.index])
+    return grid.reset_index().to_markdown(index=False) + "\n"
+
+
+def ledger_markdown(ledger: pd.DataFrame) -> str:
+    """Two Markdown tables: the verdict grid (:func:`grid_markdown`) and every row's protocol,
+    measurement, verdict and source (or the command that would run it)."""
     detail = ledger.assign(
         **{
             "source or command": [
@@ -838,11 +843,12 @@ def ledger_markdown(ledger: pd.DataFrame) -> str:
         }
     )
     detail = detail[["claim", "setting", "protocol", "measured", "verdict", "source or command"]]
-    return grid.reset_index().to_markdown(index=False) + "\n\n" + detail.to_markdown(index=False) + "\n"
+    return grid_markdown(ledger) + "\n" + detail.to_markdown(index=False) + "\n"
 
 
 def write_ledger(ledger: pd.DataFrame, out_dir: str | Path = "results") -> list[Path]:
-    """Write ``claims.csv`` and ``claims.md`` into ``out_dir``, each atomically. Raises ``ValueError``
+    """Write ``claims.csv``, ``claims.md`` and ``claims_grid.md`` (the grid alone, which the README opens
+    with) into ``out_dir``, each atomically. Raises ``ValueError``
     when a verdict is none of :data:`VERDICTS` or a column is missing."""
     missing = [c for c in COLUMNS if c not in ledger]
     bad = sorted(set(ledger.get("verdict", [])) - set(VERDICTS))
@@ -854,6 +860,7 @@ def write_ledger(ledger: pd.DataFrame, out_dir: str | Path = "results") -> list[
     return [
         atomic_write_text(out_dir / "claims.csv", ledger[COLUMNS].to_csv(index=False)),
         atomic_write_text(out_dir / "claims.md", ledger_markdown(ledger)),
+        atomic_write_text(out_dir / "claims_grid.md", grid_markdown(ledger)),
     ]
 
 

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("publish", help="copy runs/<profile>/tables to results/<profile> with provenance.json")
     p.add_argument("--run", required=True, help="the run folder, e.g. runs/tiny")
     p.add_argument("--out", required=True, help="the results folder, e.g. results/tiny")
-    p.add_argument("--command", default="", help="the command that made the run, recorded in provenance.json")
+    p.add_argument("--command", dest="made_by", default="", help="the command that made the run (for provenance.json)")
     c = sub.add_parser("compare", help="a fresh run's test pass@1 against the committed reference, per method")
     c.add_argument("--run", required=True)
     c.add_argument("--ref", required=True)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "publish":
-            for path in publish(args.run, args.out, args.command):
+            for path in publish(args.run, args.out, args.made_by):
                 print("wrote", path)
         elif args.command == "compare":
             table = compare(args.run, args.ref)
