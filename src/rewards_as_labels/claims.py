@@ -251,7 +251,8 @@ def run_dynamics(metrics: pd.DataFrame, end_fraction: float = END_FRACTION) -> d
     ``end_fraction`` of its logged steps and their ratio (kept), all-correct fraction and batch reward
     at the start and end (same windows), validation pass@1 first / last / max (the final validation
     included), and REAL's weight on the run's off-policy mini-batches: its largest |W| tau (max over
-    steps) and the mean correlation of a positive's weight with s.
+    steps) and the mean correlation of a positive's weight with s; how often the gradient clip bound
+    (``clip_bound_frac``, the fraction of updates it scaled down) and the median pre-clip gradient norm.
 
     >>> m = pd.DataFrame({"step": [0, 1, 2, 3], "policy/entropy": [1.0, 0.8, 0.5, 0.3]})
     >>> d = run_dynamics(m, end_fraction=0.5); d["entropy_start"], d["entropy_end"], d["entropy_kept"]
@@ -275,6 +276,7 @@ def run_dynamics(metrics: pd.DataFrame, end_fraction: float = END_FRACTION) -> d
     r0, r1 = ends("reward/mean")
     val = col("eval/pass@1")
     w_tau, corr = col("offpolicy/real/max_w_times_tau"), col("offpolicy/real/pos_corr_w_s")
+    bound, norm = col("train/clip_bound_frac"), col("train/grad_norm")
     return {
         "steps": int(col("policy/entropy").size),
         "entropy_start": h0,
@@ -289,6 +291,8 @@ def run_dynamics(metrics: pd.DataFrame, end_fraction: float = END_FRACTION) -> d
         "val_max": float(val.max()) if len(val) else math.nan,
         "offpolicy/real/max_w_times_tau": float(w_tau.max()) if len(w_tau) else math.nan,
         "offpolicy/real/pos_corr_w_s": float(corr.mean()) if len(corr) else math.nan,
+        "clip_bound_frac": float(bound.mean()) if len(bound) else math.nan,
+        "grad_norm_median": float(norm.median()) if len(norm) else math.nan,
     }
 
 
@@ -707,10 +711,11 @@ def _token_rows(s: Setting) -> list[dict]:
     rows = []
     for key, metric, threshold, words in specs:
         if metric not in grpo.index or not grpo.loc[metric, "runs"] or not np.isfinite(grpo.loc[metric, "mean"]):
-            why = "" if s.cfg.minibatches_per_step > 1 else "the profile has M = 1: no off-policy mini-batch"
-            rows.append(
-                _not_run(key, s, f"{metric} of GRPO runs in {path}", f"make mechanism PROFILE={s.profile}", why=why)
-            )
+            if s.cfg.minibatches_per_step <= 1:
+                why, command = "the profile has M = 1: no off-policy mini-batch", f"make mechanism PROFILE={s.profile}"
+            else:  # the metric is logged during training: runs that predate it must be trained again
+                why, command = "its runs predate this metric", f"make -B train-all mechanism PROFILE={s.profile}"
+            rows.append(_not_run(key, s, f"{metric} of GRPO runs in {path}", command, why=why))
             continue
         r = grpo.loc[metric]
         verdict, low, high = threshold_verdict(float(r["mean"]), float(r["sd"]), int(r["runs"]), threshold)
