@@ -87,6 +87,8 @@ def test_the_readmes_tables_are_the_committed_results():
 def test_publish_cli_records_the_command(tmp_path, capsys):
     _per_problem(tmp_path / "runs/tiny/tables", {})
     out = tmp_path / "results/tiny"
-    assert main(["publish", "--run", str(tmp_path / "runs/tiny"), "--out", str(out), "--command", "make reproduce"]) == 0
+    assert (
+        main(["publish", "--run", str(tmp_path / "runs/tiny"), "--out", str(out), "--command", "make reproduce"]) == 0
+    )
     assert json.loads((out / "provenance.json").read_text())["command"] == "make reproduce"
     assert "wrote" in capsys.readouterr().out
