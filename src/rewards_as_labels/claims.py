@@ -830,7 +830,7 @@ def verdict_grid(ledger: pd.DataFrame) -> pd.DataFrame:
 
 
 def grid_markdown(ledger: pd.DataFrame) -> str:
-    """The verdict grid as one Markdown table: claims x settings with the paper's evidence (the README's first table)."""
+    """The verdict grid as one Markdown table: claims x settings, with the paper's evidence (README's first)."""
     grid = verdict_grid(ledger)
     paper = ledger.drop_duplicates("claim").set_index("claim")["paper_evidence"]
     grid.insert(0, "paper", paper.loc[grid.index])
