@@ -203,7 +203,8 @@ class KnownNoise(logging.Filter):
         noise = cls(tied)
         for name in cls.LOGGERS:
             logger = logging.getLogger(name)
-            for old in [f for f in logger.filters if isinstance(f, cls)]:
+            # by name, not isinstance: a module reloaded in this process (tests do) has its own class
+            for old in [f for f in logger.filters if type(f).__qualname__ == cls.__qualname__]:
                 logger.removeFilter(old)
             logger.addFilter(noise)
         return noise
