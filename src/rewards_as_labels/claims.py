@@ -834,7 +834,12 @@ def grid_markdown(ledger: pd.DataFrame) -> str:
     grid = verdict_grid(ledger)
     paper = ledger.drop_duplicates("claim").set_index("claim")["paper_evidence"]
     grid.insert(0, "paper", paper.loc[grid.index])
-    return grid.reset_index().to_markdown(index=False) + "\n"
+    return _escaped(grid.reset_index()).to_markdown(index=False) + "\n"
+
+
+def _escaped(table: pd.DataFrame) -> pd.DataFrame:
+    """``|`` in a cell (|W|, |s_i|) would split a Markdown table's column: escape it."""
+    return table.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v)
 
 
 def ledger_markdown(ledger: pd.DataFrame) -> str:
@@ -848,7 +853,7 @@ def ledger_markdown(ledger: pd.DataFrame) -> str:
         }
     )
     detail = detail[["claim", "setting", "protocol", "measured", "verdict", "source or command"]]
-    return grid_markdown(ledger) + "\n" + detail.to_markdown(index=False) + "\n"
+    return grid_markdown(ledger) + "\n" + _escaped(detail).to_markdown(index=False) + "\n"
 
 
 def write_ledger(ledger: pd.DataFrame, out_dir: str | Path = "results") -> list[Path]:
