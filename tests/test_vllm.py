@@ -243,20 +243,20 @@ def test_two_training_steps_with_vllm_rollouts(tmp_path, monkeypatch):
     collect = logging.Handler(logging.WARNING)
     collect.emit = seen.append
     logging.getLogger("vllm").addHandler(collect)
-    before = dict(KnownNoise.dropped)
     try:
         rows = run("grpo-vllm")
     finally:
         logging.getLogger("vllm").removeHandler(collect)
     messages = [r.getMessage() for r in seen]
     assert not set(messages) & set(KnownNoise.REASONS), messages
-    # the chat-template warm-up runs at the first engine start of a process (an earlier test may have made it)
-    assert KnownNoise.dropped.get("Chat template warmup failed", 0) > 0
+    # vLLM logs these once per process (warning_once, the first engine start), so an earlier engine test may have
+    # made them: they must have been dropped in this process, and none reached the log during this test
     for message in (
+        "Chat template warmup failed",
         "RotaryEmbedding: Failed to load weights",
         "ParallelLMHead: Failed to load weights",
-    ):  # every weight sync makes them, and they were dropped
-        assert KnownNoise.dropped.get(message, 0) > before.get(message, 0), message
+    ):
+        assert KnownNoise.dropped.get(message, 0) > 0, message
     assert [r["step"] for r in rows] == [0, 1]
     for r in rows:
         for key in ("train/loss", "train/grad_norm", "reward/mean", "rollout/logprob_max_abs_diff"):
