@@ -71,6 +71,8 @@ import pandas as pd
 from .config import METHODS, PACKAGE_PROFILES, USER_PROFILES, Config, load_config
 from .io import atomic_write_text
 from .results import load_per_problem, paired_bootstrap, paired_difference_table, run_folders, run_metrics
+from .run_names import ENGINES
+from .run_names import arm as run_arm
 from .sweep import Grid, load_grid
 
 COLUMNS = ["claim", "paper_evidence", "setting", "protocol", "measured", "verdict", "source", "command"]
@@ -314,7 +316,11 @@ def dynamics_table(profile_dir: str | Path) -> pd.DataFrame:
             "max_grad_norm": config.get("max_grad_norm"),
             "minibatches": config.get("minibatches_per_step"),
         }
-        rows.append({"run": folder.name, "method": method, "seed": seed, **setting, **run_dynamics(metrics)})
+        engine = config.get("engine", ENGINES[0])
+        rows.append(
+            {"run": folder.name, "method": run_arm(engine, method), "engine": engine, "seed": seed, **setting,
+             **run_dynamics(metrics)}
+        )  # fmt: skip
     return pd.DataFrame(rows)
 
 

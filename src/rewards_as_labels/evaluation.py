@@ -24,7 +24,7 @@ import pandas as pd
 
 from .backends import make_backend
 from .checkpoint import latest_checkpoint
-from .config import METHODS, derive_seed, parse_run_name
+from .config import METHODS, derive_seed
 from .data import evaluation_sets, load_split
 from .data_registry import BENCHMARK_TITLES
 from .io import atomic_write_text
@@ -33,6 +33,7 @@ from .progress import progress_bar
 from .results import run_folders
 from .rollout import HFGenerateBackend
 from .rollout_batch import RolloutBackend
+from .run_names import parse_run, split_arm
 from .verifier import OUTCOMES, asks_for_box, score_completions
 
 
@@ -174,14 +175,16 @@ def benchmark_table(results, metric: str = "pass@1", titles: dict | None = None)
 
 def models_to_evaluate(cfg) -> list[tuple[str, str, object]]:
     """``(method, seed, model folder)`` of the base policy and of the latest checkpoint of every run
-    under ``cfg.profile_dir``, in the paper's method order. The base is the pretrained ``cfg.model``
-    when the profile names one (folder None: load it by name), else the warm start; its seed is "-"."""
+    under ``cfg.profile_dir``, in the paper's method order, our trainer's runs first. ``method`` is the
+    run's arm (:mod:`~rewards_as_labels.run_names`): ``real`` for our trainer's ``real-s0``, ``trl-real``
+    for TRL's ``trl-real-s0``. The base is the pretrained ``cfg.model`` when the profile names one
+    (folder None: load it by name), else the warm start; its seed is "-"."""
     models = [("base", "-", None if cfg.model else cfg.warmstart_dir / "model")]
     for folder in run_folders(cfg.profile_dir):
         ckpt = latest_checkpoint(folder)
         if ckpt is not None:
-            method, seed = parse_run_name(folder.name)
-            models.append((method, str(seed), ckpt / "model"))
+            run = parse_run(folder.name)
+            models.append((run.arm, str(run.seed), ckpt / "model"))
     return models
 
 
@@ -243,7 +246,7 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
     ``samples`` per problem (0: ``cfg.test_samples``) at ``cfg.eval_temperature`` with the same seed.
 
     Writes under ``<profile_dir>/tables/`` and returns, by name:
-        ``evaluation``  evaluation.csv: one row per model (method, seed, checkpoint, pass@1,
+        ``evaluation``  evaluation.csv: one row per model (method, seed, checkpoint, engine, pass@1,
                         pass@k, greedy, ...); with ``eval_sets`` the mean over benchmarks (Avg)
         ``benchmarks``  benchmarks.csv: one row per model and benchmark (None without ``eval_sets``)
         ``table``       benchmarks_pass@1.csv: :func:`benchmark_table` of it (None without ``eval_sets``)
@@ -267,6 +270,7 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
                 pd.DataFrame(
                     {
                         "method": method,
+                        "engine": split_arm(method)[0],
                         "seed": seed,
                         "benchmark": name,
                         "problem_id": [str(i) for i in res["problem_ids"]],
@@ -280,6 +284,7 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
                     "method": method,
                     "seed": seed,
                     "checkpoint": str(path or cfg.model),
+                    "engine": split_arm(method)[0],
                     **({"benchmark": name} if cfg.eval_sets else {}),
                     **{key: v for key, v in res.items() if isinstance(v, (int, float))},
                 }
@@ -294,7 +299,9 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
         out["benchmarks"] = benchmarks = pd.DataFrame(rows)
         atomic_write_text(tables / "benchmarks.csv", benchmarks.to_csv(index=False))
         out["evaluation"] = (
-            benchmarks.groupby(["method", "seed", "checkpoint"], sort=False)[["pass@1", f"pass@{k}", "greedy"]]
+            benchmarks.groupby(["method", "seed", "checkpoint", "engine"], sort=False)[
+                ["pass@1", f"pass@{k}", "greedy"]
+            ]
             .mean()
             .reset_index()
         )

@@ -2,7 +2,9 @@
 
 Nothing here trains or evaluates: ``make figures`` only reads ``runs/<profile>/``.
 Run folders are recognised by their ``metrics.jsonl`` and named ``<method>-s<seed>``
-(:func:`~rewards_as_labels.config.run_name`).
+(:func:`~rewards_as_labels.config.run_name`), or ``trl-<method>-s<seed>`` for a run that TRL's
+trainer made (``make train-trl``); how the two engines are told apart and keyed in the tables:
+:mod:`~rewards_as_labels.run_names`.
 """
 
 from __future__ import annotations
@@ -13,21 +15,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import METHODS, parse_run_name
+from .config import METHODS
 from .io import atomic_write_text, read_jsonl
+from .run_names import ENGINES, arm_order, parse_run, reference_arm
 
 
 def run_folders(profile_dir: str | Path) -> list[Path]:
-    """Run folders under ``profile_dir``, in the paper's method order then seed (other names last)."""
+    """Run folders under ``profile_dir``: our trainer's first, then each other engine's
+    (:data:`~rewards_as_labels.run_names.ENGINES`), each in the paper's method order then seed; other names last."""
     found = [p.parent for p in Path(profile_dir).glob("*/metrics.jsonl")]
     order = {m: i for i, m in enumerate(METHODS)}
 
     def key(folder: Path):
         try:
-            method, seed = parse_run_name(folder.name)
+            run = parse_run(folder.name)
         except ValueError:
-            return len(METHODS) + 1, folder.name, 0
-        return order.get(method, len(METHODS)), method, seed
+            return len(ENGINES), 0, folder.name, 0
+        return ENGINES.index(run.engine), order[run.method], run.method, run.seed
 
     return sorted(found, key=key)
 
@@ -79,13 +83,24 @@ def run_weight_samples(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def load_metrics(profile_dir: str | Path) -> pd.DataFrame:
     """One row per (run, step) with every logged metric (:func:`run_metrics`); columns ``run``,
-    ``method``, ``seed``, ``step``, ... Raises ``FileNotFoundError`` naming ``make train-all`` when
-    there is no run to read.
+    ``method``, ``seed``, ``step``, ``engine``, ``algorithm``, ... ``method`` is the run's arm (the
+    method, or ``trl-<method>`` for a TRL run: :mod:`~rewards_as_labels.run_names`), ``algorithm`` the
+    method alone. Raises ``FileNotFoundError`` naming ``make train-all`` when there is no run to read.
     """
     folders = run_folders(profile_dir)
     if not folders:
         raise FileNotFoundError(f"no run folders with metrics.jsonl under {profile_dir}; run `make train-all` first")
-    return pd.concat([run_metrics(p).assign(run=p.name) for p in folders], ignore_index=True)
+    return pd.concat([run_metrics(p).assign(run=p.name, **_run_keys(p.name)) for p in folders], ignore_index=True)
+
+
+def _run_keys(name: str) -> dict:
+    """The columns that key a run folder's rows: its arm as ``method``, ``engine`` and ``algorithm``
+    (nothing for a folder that is not named as a run)."""
+    try:
+        run = parse_run(name)
+    except ValueError:
+        return {}
+    return {"method": run.arm, "engine": run.engine, "algorithm": run.method}
 
 
 ROLLOUT_SAMPLES = ("s", "label", "w_real", "w_grad", "rollout", "length")  # weight_samples.jsonl's per-rollout lists
@@ -103,7 +118,7 @@ def load_weight_samples(profile_dir: str | Path) -> tuple[pd.DataFrame, pd.DataF
     indices were saved lack ``rollout`` and ``length``.
     """
     parts = [(folder, run_weight_samples(folder)) for folder in run_folders(profile_dir)]
-    return concat_weight_samples([(r, t, {"seed": parse_run_name(folder.name)[1]}) for folder, (r, t) in parts])
+    return concat_weight_samples([(r, t, {"seed": parse_run(folder.name).seed}) for folder, (r, t) in parts])
 
 
 def concat_weight_samples(parts: list[tuple[pd.DataFrame, pd.DataFrame, dict]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -393,7 +408,9 @@ def paired_difference_table(
 ) -> pd.DataFrame:
     """Each method's difference in ``value`` to ``reference`` with a paired bootstrap interval and a verdict.
 
-    One row per method other than ``reference`` (and "base"): ``diff`` (mean over seeds and
+    One row per method other than ``reference`` (and "base"), each against the ``reference`` run of its
+    own engine (:func:`~rewards_as_labels.run_names.reference_arm`: ``trl-real`` against ``trl-grpo``;
+    an engine without its reference run is left out unless ``methods`` names it): ``diff`` (mean over seeds and
     problems, in the units of ``value``), ``low`` / ``high`` (the interval of
     :func:`paired_bootstrap`), ``seeds`` and ``verdict``. With several benchmarks each is
     resampled on its own and the replicates averaged, like the macro average (Avg) of the tables.
@@ -407,11 +424,13 @@ def paired_difference_table(
     """
     if "benchmark" not in per_problem:
         per_problem = per_problem.assign(benchmark="test")
-    present = [m for m in dict.fromkeys(per_problem["method"]) if m not in ("base", reference)]
-    order = [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
+    arms = set(per_problem["method"])
+    if methods is None:  # every arm that has its own engine's reference (a TRL run: TRL's GRPO run)
+        methods = [m for m in arm_order(arms) if m != "base" and reference_arm(m, reference) in arms - {m}]
     rows = {}
-    for m in methods or order:
-        pairs = [paired_arrays(g, m, reference, value) for _, g in per_problem.groupby("benchmark", sort=False)]
+    for m in methods:
+        ref = reference_arm(m, reference)
+        pairs = [paired_arrays(g, m, ref, value) for _, g in per_problem.groupby("benchmark", sort=False)]
         parts = [paired_bootstrap(a, b, **bootstrap) for a, b, _ in pairs]
         if len(parts) == 1:
             low, high = parts[0]["low"], parts[0]["high"]
@@ -424,7 +443,7 @@ def paired_difference_table(
             "low": float(low),
             "high": float(high),
             "seeds": len(pairs[0][2]),
-            "verdict": verdict(low, high, m, reference),
+            "verdict": verdict(low, high, m, ref),
         }
     return pd.DataFrame.from_dict(rows, orient="index", columns=["diff", "low", "high", "seeds", "verdict"])
 
@@ -461,8 +480,9 @@ def comparison_table(
         for m, r in paired.iterrows():
             table.loc[m, diff_col] = f"{100 * r['diff']:+.1f} [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
             table.loc[m, verdict_col] = r["verdict"]
-        if reference in table.index:
-            table.loc[reference, verdict_col] = "(reference)"
+        for ref in {reference_arm(m, reference) for m in paired.index} | {reference}:
+            if ref in table.index:
+                table.loc[ref, verdict_col] = "(reference)"
     return table
 
 
