@@ -33,6 +33,12 @@ EVAL    ?=
 # make study [STUDY=tiny-clip|tiny-lr|...]: a grid whose runs are also evaluated on test (notebook 08)
 SWEEP   ?= default
 STUDY   ?= tiny-clip
+# make train-trl: PROCS processes under `accelerate launch --config_file configs/accelerate/$(ACCELERATE).yaml`
+# (cpu_2proc without a GPU, multi_gpu with one; deepspeed_zero2, deepspeed_zero3, fsdp: docs/scaling_out.md);
+# PORT: accelerate's main process port (empty: its default, 29500)
+PROCS      ?= 2
+ACCELERATE ?=
+PORT       ?=
 ifneq ($(and $(filter sweep,$(MAKECMDGOALS)),$(filter study,$(MAKECMDGOALS))),)
 $(error make sweep and make study read one grid each: run them as two commands)
 endif
@@ -95,7 +101,7 @@ $(MAKEVARS): $(if $(wildcard $(PY)),,| $(STAMP))
 MAKEFLAGS += -j$(or $(JOBS),1)
 stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
 
-.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all evaluate figures reproduce bench bench-backends bench-trl clean report lab sweep study publish compare FORCE
+.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all train-trl evaluate figures reproduce bench bench-backends bench-trl clean report lab sweep study publish compare FORCE
 
 help:
 	@echo "make reproduce            everything: derive, verify, data, warmstart, train all, evaluate, figures"
@@ -103,6 +109,8 @@ help:
 	@echo "make derive | verify      notebooks 01 / 02 (sympy derivations; autograd checks)"
 	@echo "make data | warmstart     task splits; supervised warm start of the base policy"
 	@echo "make train METHOD=real SEED=0   one RL run (resumes if interrupted)"
+	@echo "make train-trl METHOD=real SEED=0 PROCS=2 [ACCELERATE=cpu_2proc|multi_gpu|deepspeed_zero2|...]"
+	@echo "                          the same run by TRL's GRPOTrainer under accelerate: runs/<profile>/trl-<method>-s<seed>"
 	@echo "make evaluate | figures   notebook 04 (test-split pass@k) / 05 (figures from saved metrics)"
 	@echo "make publish | compare    copy the tables to results/<profile> (committed) | your run against them"
 	@echo "make claims               the claims ledger over every profile, from the tables that exist: results/claims.csv"
@@ -238,9 +246,24 @@ $(RUN)/%/final.json: $(WARM) | $(STAMP) $(BACKEND_STAMP)
 	$(NB) notebooks/03_train.ipynb $(RUN)/notebooks/03_train-$*.ipynb -p profile $(PROFILE) \
 		-p method $(RUN_METHOD) -p seed $(RUN_SEED) -p resume True $(OVERRIDES) concurrent_jobs=$(JOBS)
 
+# ----------------------------------------------------------------------------- RL training with TRL
+# one run of METHOD and SEED trained by TRL's GRPOTrainer (python -m rewards_as_labels trl in each of
+# PROCS processes): the profile mapped onto GRPOConfig by one rule, written to $(RUN)/trl-<method>-s<seed>/
+# (metrics.jsonl in our names, checkpoints, final.json), which make evaluate and make figures read beside
+# our trainer's runs. It does not resume: an interrupted run starts over. docs/scaling_out.md
+TRL_ACCELERATE := configs/accelerate/$(or $(ACCELERATE),$(if $(filter cuda,$(ACCEL)),multi_gpu,cpu_2proc)).yaml
+train-trl: $(TRL_RUN)
+$(RUN)/trl-%/final.json: $(WARM) | $(STAMP) $(BACKEND_STAMP)
+	$(if $(RUN_METHOD),,$(error $@ is not the run of METHOD and SEED; make train-trl METHOD=<m> SEED=<s> trains it))
+	$(call stage,train-trl $* on $(PROCS) processes ($(TRL_ACCELERATE)))
+	$(PY) -m accelerate.commands.launch --config_file $(TRL_ACCELERATE) --num_processes $(PROCS) \
+		$(if $(PORT),--main_process_port $(PORT)) -m rewards_as_labels trl --profile $(PROFILE) \
+		--method $(RUN_METHOD) --seed $(RUN_SEED) --no-progress $(OVERRIDES)
+
 # ----------------------------------------------------------------------------- evaluation and figures
+# (TRL's runs are evaluated too: those present are prerequisites, so a new one reruns make evaluate)
 evaluate: $(RUN)/tables/evaluation.csv
-$(RUN)/tables/evaluation.csv: $(RUNS) $(DATA_STAMP) | $(STAMP) $(BACKEND_STAMP)
+$(RUN)/tables/evaluation.csv: $(RUNS) $(wildcard $(RUN)/trl-*/final.json) $(DATA_STAMP) | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,evaluate: notebook 04)
 	$(NB) notebooks/04_evaluate.ipynb $(RUN)/notebooks/04_evaluate.ipynb -p profile $(PROFILE) $(OVERRIDES)
 

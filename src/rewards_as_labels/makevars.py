@@ -19,9 +19,10 @@ YAML, this module and the ones it asks), so an edit of either regenerates it.
 Variables written (all of them, always, so ``make --warn-undefined-variables`` stays quiet):
 ``PROFILE PROFILE_YAML METHODS SEEDS JOBS TAG RUN OVERRIDES DATA_STAMP DATA_FILES NEEDS_VLLM
 SWEEP_YAML``, and the run lists ``RUNS`` (METHODS x SEEDS), ``TRAIN_RUN`` (``make train``'s
-METHOD and SEED) and ``SWEEP_RUNS``, whose targets carry their own ``RUN_METHOD`` / ``RUN_SEED``
-or ``SWEEP_OVERRIDES`` as private target-specific variables. A new run list is one more
-:class:`RunList` in :func:`makevars`.
+METHOD and SEED), ``TRL_RUN`` (``make train-trl``'s: ``trl-<method>-s<seed>``,
+:func:`~rewards_as_labels.run_names.engine_run_name`) and ``SWEEP_RUNS``, whose targets carry their
+own ``RUN_METHOD`` / ``RUN_SEED`` or ``SWEEP_OVERRIDES`` as private target-specific variables. A new
+run list is one more :class:`RunList` in :func:`makevars`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from .config import METHODS, USER_PROFILES, load_config, profile_path, run_name
 from .io import atomic_write_text
+from .run_names import engine_run_name
 
 # The runs `make reproduce` trains when METHODS / SEEDS are not given: every method over three seeds
 # (notebook 05's paired intervals need seeds), except where one RL step is too slow for that.
@@ -189,13 +191,21 @@ def makevars(
     def run_target(m: str, s: int) -> tuple[str, dict[str, str]]:
         return f"{run}/{run_name(m, s)}/final.json", {"RUN_METHOD": m, "RUN_SEED": str(s)}
 
-    train = dict([run_target(one(method, "METHOD", METHODS), one(seed, "SEED", kind=int))])
+    the_method, the_seed = one(method, "METHOD", METHODS), one(seed, "SEED", kind=int)
+    train = dict([run_target(the_method, the_seed)])
+    trl_run = {
+        f"{run}/{engine_run_name('trl', the_method, the_seed)}/final.json": {
+            "RUN_METHOD": the_method,
+            "RUN_SEED": str(the_seed),
+        }
+    }
     lists = [
         RunList("RUNS", dict(run_target(m, s) for m in method_list for s in seed_list)),
         RunList("TRAIN_RUN", train),
+        RunList("TRL_RUN", trl_run),
     ]
     prereq = [f"$(wildcard {mk(str(USER_PROFILES / f'{profile}.yaml'))})", mk(rel(profile_path(profile)))]
-    modules = ["makevars", "config", "data", "local_files"]
+    modules = ["makevars", "config", "data", "local_files", "run_names"]
     sweep_yaml = ""
     if grid is not None:
         from .sweep import grid_path, runs
