@@ -35,10 +35,12 @@ SWEEP   ?= default
 STUDY   ?= tiny-clip
 # make train-trl: PROCS processes under `accelerate launch --config_file configs/accelerate/$(ACCELERATE).yaml`
 # (cpu_2proc without a GPU, multi_gpu with one; deepspeed_zero2, deepspeed_zero3, fsdp: docs/scaling_out.md);
-# PORT: accelerate's main process port (empty: its default, 29500)
+# PORT: accelerate's main process port (empty: its default, 29500); TRL_ARGS: more words for the command,
+# e.g. TRL_ARGS="micro_batch_size=8 --vllm-mode server --vllm-server-base-url http://10.0.0.1:8000"
 PROCS      ?= 2
 ACCELERATE ?=
 PORT       ?=
+TRL_ARGS   ?=
 ifneq ($(and $(filter sweep,$(MAKECMDGOALS)),$(filter study,$(MAKECMDGOALS))),)
 $(error make sweep and make study read one grid each: run them as two commands)
 endif
@@ -258,7 +260,7 @@ $(RUN)/trl-%/final.json: $(WARM) | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,train-trl $* on $(PROCS) processes ($(TRL_ACCELERATE)))
 	$(PY) -m accelerate.commands.launch --config_file $(TRL_ACCELERATE) --num_processes $(PROCS) \
 		$(if $(PORT),--main_process_port $(PORT)) -m rewards_as_labels trl --profile $(PROFILE) \
-		--method $(RUN_METHOD) --seed $(RUN_SEED) --no-progress $(OVERRIDES)
+		--method $(RUN_METHOD) --seed $(RUN_SEED) --no-progress $(OVERRIDES) $(TRL_ARGS)
 
 # ----------------------------------------------------------------------------- evaluation and figures
 # (TRL's runs are evaluated too: those present are prerequisites, so a new one reruns make evaluate)

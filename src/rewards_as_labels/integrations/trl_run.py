@@ -511,6 +511,13 @@ def train_trl(
         callbacks=[callback],
     )
     callback.trainer = trainer
+    zero3 = trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+    if cfg.eval_every > 0 and (zero3 or trainer.is_fsdp_enabled):
+        raise Unmappable(
+            f"eval_every={cfg.eval_every}: our validation generates on the main process alone, which parameters "
+            "sharded by DeepSpeed ZeRO-3 or FSDP do not allow; set eval_every=0 and evaluate the checkpoints with "
+            "make evaluate, or use multi_gpu / deepspeed_zero2"
+        )
     trainer.train()
 
     final = callback.validate(cfg.total_steps) if cfg.eval_every > 0 else {}
