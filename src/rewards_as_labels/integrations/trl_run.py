@@ -86,12 +86,16 @@ import json
 import os
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from ..config import Config
 from ..run_names import engine_run_name
 
 ENGINE = "trl"
+# how long the other processes wait at a barrier while the main one validates or writes a checkpoint
+# (torch.distributed's default is 30 min, short for a long-answer validation on one GPU)
+BARRIER_TIMEOUT_S = 6 * 3600
 
 # TRL's log key -> our metric name. TRL averages a key over the optimiser steps of a paper step
 # (logging_steps = M); keys not listed are kept as "trl/<key>".
@@ -226,6 +230,7 @@ def _housekeeping(cfg: Config, run_dir: Path, progress: bool) -> dict:
         "disable_tqdm": not progress,
         "dataloader_num_workers": 0,
         "log_completions": False,
+        "ddp_timeout": BARRIER_TIMEOUT_S,
     }
 
 
@@ -373,7 +378,8 @@ def train_trl(
     from ..verifier import OUTCOMES
     from .trl import RewardsAsLabelsGRPOConfig, RewardsAsLabelsGRPOTrainer
 
-    state = PartialState(cpu=cfg.device == "cpu")  # as TrainingArguments(use_cpu=...) makes it: gloo on CPU
+    # as TrainingArguments(use_cpu=..., ddp_timeout=...) would make it (gloo on CPU), before the rule needs W
+    state = PartialState(cpu=cfg.device == "cpu", timeout=timedelta(seconds=BARRIER_TIMEOUT_S))
     main = state.is_main_process
     torch.set_num_threads(cfg.num_threads)
     fields = trl_fields(cfg, state.num_processes, vllm_mode=vllm_mode, vllm_server_base_url=vllm_server_base_url)
