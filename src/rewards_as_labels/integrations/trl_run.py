@@ -412,8 +412,10 @@ def train_trl(
             return format_prompt(tokenizer, p, cfg)
 
     dataset = Dataset.from_list([{"prompt": prompt(train_set[i]), "problem_index": i} for i in order])
-    eos = {tokenizer.eos_token_id, *([model.generation_config.eos_token_id] if model.generation_config else [])}
-    eos = {i for e in eos if e is not None for i in (e if isinstance(e, list) else [e])}
+    # a response that ends without one of these was truncated (reward 0, as in our trainer); a
+    # generation config may name several EOS ids
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos = {i for e in (tokenizer.eos_token_id, gen_eos) if e is not None for i in (e if isinstance(e, list) else [e])}
     reward = VerifierReward(train_set, eos, cfg.rollouts_per_prompt)
     args = RewardsAsLabelsGRPOConfig(**_housekeeping(cfg, run_dir, progress), **fields, **(trl_overrides or {}))
 
