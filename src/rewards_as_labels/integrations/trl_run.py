@@ -76,8 +76,10 @@ M optimiser steps of P/M whole groups each (P/M must divide by W: every process 
 
 A profile whose value cannot be expressed this way is refused with the field, the value and the fix
 (:class:`Unmappable`), never dropped: ``grad_clip=relative``; P/M not divisible by W; a
-``micro_batch_size`` that does not divide a process's rows (or, for REAL/GRAD, holds part of a group).
-Where TRL differs from our trainer even so is listed in docs/scaling_out.md ("The two engines").
+``micro_batch_size`` that does not divide a process's rows (or, for REAL/GRAD, holds part of a group);
+and, at launch, ``eval_every > 0`` under DeepSpeed ZeRO-3 or FSDP (validation generates on the main
+process alone, which sharded parameters do not allow). Where TRL differs from our trainer even so is
+listed in docs/scaling_out.md ("The two engines: what TRL does differently").
 """
 
 from __future__ import annotations
