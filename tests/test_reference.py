@@ -50,6 +50,21 @@ def test_publish_copies_the_tables_with_their_provenance(tmp_path):
     assert record["tables"] == ["comparison.md", "per_problem.csv"] and record["commit"]
 
 
+def test_publishing_a_study_keeps_where_the_profiles_tables_came_from(tmp_path):
+    run, study = tmp_path / "runs/tiny", tmp_path / "study/runs/tiny"
+    _per_problem(run / "tables", {})
+    (study / "tables").mkdir(parents=True)
+    (study / "tables" / "protocols-tiny-lr.md").write_text("| protocol |\n")
+    out = tmp_path / "results/tiny"
+    publish(run, out, command="make reproduce")
+    publish(study, out, command="make study STUDY=tiny-lr")
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["command"] == "make study STUDY=tiny-lr" and record["tables"] == ["protocols-tiny-lr.md"]
+    assert record["by_table"]["per_problem.csv"]["command"] == "make reproduce"
+    assert record["by_table"]["per_problem.csv"]["run"] == str(run)
+    assert record["by_table"]["protocols-tiny-lr.md"]["command"] == "make study STUDY=tiny-lr"
+
+
 def test_publish_of_an_empty_run_names_the_step(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `make reproduce`"):
         publish(tmp_path / "runs" / "tiny", tmp_path / "results")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -78,7 +79,10 @@ def publish(run_dir: str | Path, out_dir: str | Path, command: str = "") -> list
     """Copy the summary tables of ``run_dir/tables`` to ``out_dir`` (each atomically) with ``provenance.json``.
 
     Raises ``FileNotFoundError`` naming ``make reproduce`` when the run folder has no table to publish.
-    A table that ``out_dir`` holds but the run did not write is left as it is (a sweep published earlier).
+    A table that ``out_dir`` holds but the run did not write is left as it is (a sweep published earlier),
+    and so is its provenance: ``provenance.json`` describes this publish at its top level and keeps, under
+    ``by_table``, the commit, date, command and run folder of every table ``out_dir`` holds, so a study
+    published from another run folder does not erase where the profile's own tables came from.
     """
     tables = Path(run_dir) / "tables"
     found = sorted({p for pattern in TABLES for p in tables.glob(pattern)})
@@ -89,8 +93,24 @@ def publish(run_dir: str | Path, out_dir: str | Path, command: str = "") -> list
     out_dir = Path(out_dir)
     written = [atomic_write_text(out_dir / p.name, p.read_text()) for p in found]
     record = {**provenance(command), "run": str(run_dir), "tables": [p.name for p in found]}
+    by_table = _earlier_sources(out_dir / "provenance.json")
+    source = {k: record[k] for k in ("commit", "uncommitted_changes", "date", "command", "run")}
+    by_table.update({p.name: source for p in found})
+    record["by_table"] = dict(sorted(by_table.items()))
     written.append(atomic_write_json(out_dir / "provenance.json", record))
     return written
+
+
+def _earlier_sources(path: Path) -> dict:
+    """``by_table`` of an earlier ``provenance.json`` (one written before ``by_table`` existed: its own
+    tables from its top-level record); empty when there is none."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    if "by_table" in old:
+        return dict(old["by_table"])
+    source = {k: old.get(k) for k in ("commit", "uncommitted_changes", "date", "command", "run")}
+    return {name: source for name in old.get("tables", [])}
 
 
 def compare(run_dir: str | Path, ref_dir: str | Path, **bootstrap) -> pd.DataFrame:
