@@ -254,6 +254,29 @@ def test_each_engine_is_compared_with_its_own_grpo():
     assert comp.loc["trl-grpo", "vs grpo"] == comp.loc["grpo", "vs grpo"] == "(reference)"
 
 
+def test_engine_comparison_pairs_trl_with_our_runs_by_seed_and_problem():
+    from rewards_as_labels.results import engine_comparison, engine_table
+
+    rows = []
+    for method, shift in (("real", 0.0), ("trl-real", 0.0), ("grpo", 0.0), ("trl-grpo", 0.5), ("gspo", 0.0)):
+        for seed in ("0", "1", "2"):
+            for i in range(20):
+                value = min(1.0, (i % 4) / 4 + shift)
+                rows.append({"method": method, "seed": seed, "problem_id": f"p{i}", "pass@1": value})
+    pp = pd.DataFrame(rows)
+    table = engine_comparison(pp, n_boot=500)
+    assert list(table.index) == ["real", "grpo"]  # gspo: no TRL run; trl-* never a row of its own
+    assert table.loc["real", "diff"] == 0.0 and table.loc["real", "verdict"] == "cannot be told apart at this budget"
+    assert table.loc["grpo", "diff"] > 0.2 and table.loc["grpo", "verdict"] == "trl better than ours"
+    assert table.loc["grpo", "trl"] > table.loc["grpo", "ours"] and set(table.seeds) == {3}
+    # the seeds both engines have: a TRL arm with seed 0 only pairs on seed 0
+    one = engine_comparison(pp[(pp.method != "trl-real") | (pp.seed == "0")], n_boot=200)
+    assert one.loc["real", "seeds"] == 1
+    printed = engine_table(table)
+    assert printed.loc["real", "trl − ours (points, 95% CI: seeds, then problems)"] == "+0.0 [+0.0, +0.0]"
+    assert engine_comparison(pp[~pp.method.str.startswith("trl")]).empty
+
+
 # ----------------------------------------------------------------------------- end to end: make train-trl
 def _free_port() -> int:
     with socket.socket() as s:

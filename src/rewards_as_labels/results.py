@@ -17,7 +17,7 @@ import pandas as pd
 
 from .config import METHODS
 from .io import atomic_write_text, read_jsonl
-from .run_names import ENGINES, arm_order, parse_run, reference_arm
+from .run_names import ENGINES, arm, arm_order, parse_run, reference_arm
 
 
 def run_folders(profile_dir: str | Path) -> list[Path]:
@@ -431,17 +431,11 @@ def paired_difference_table(
     for m in methods:
         ref = reference_arm(m, reference)
         pairs = [paired_arrays(g, m, ref, value) for _, g in per_problem.groupby("benchmark", sort=False)]
-        parts = [paired_bootstrap(a, b, **bootstrap) for a, b, _ in pairs]
-        if len(parts) == 1:
-            low, high = parts[0]["low"], parts[0]["high"]
-        else:  # macro average over benchmarks, replicate by replicate
-            replicates = np.mean([p["replicates"] for p in parts], axis=0)  # [n_boot]
-            conf = parts[0]["confidence"]
-            low, high = np.quantile(replicates, [(1 - conf) / 2, (1 + conf) / 2])
+        diff, low, high = _macro_interval(pairs, **bootstrap)
         rows[m] = {
-            "diff": float(np.mean([p["diff"] for p in parts])),
-            "low": float(low),
-            "high": float(high),
+            "diff": diff,
+            "low": low,
+            "high": high,
             "seeds": len(pairs[0][2]),
             "verdict": verdict(low, high, m, ref),
         }
@@ -486,15 +480,84 @@ def comparison_table(
     return table
 
 
-def write_comparison(table: pd.DataFrame, tables_dir: str | Path) -> list[Path]:
-    """Write :func:`comparison_table`'s ``table`` as ``comparison.csv`` and ``comparison.md`` in ``tables_dir``
-    (atomically; the Markdown keeps the numbers as printed). Returns the two paths."""
+def _macro_interval(pairs: list[tuple[np.ndarray, np.ndarray, list]], **bootstrap) -> tuple[float, float, float]:
+    """``(diff, low, high)`` of ``mean(a) - mean(b)`` over the benchmarks of ``pairs`` (one
+    :func:`paired_arrays` triple each): one benchmark's :func:`paired_bootstrap` interval, or for several
+    the macro average's, averaging the benchmarks' replicates one by one."""
+    parts = [paired_bootstrap(a, b, **bootstrap) for a, b, _ in pairs]
+    if len(parts) == 1:
+        low, high = parts[0]["low"], parts[0]["high"]
+    else:
+        replicates = np.mean([p["replicates"] for p in parts], axis=0)  # [n_boot]
+        conf = parts[0]["confidence"]
+        low, high = np.quantile(replicates, [(1 - conf) / 2, (1 + conf) / 2])
+    return float(np.mean([p["diff"] for p in parts])), float(low), float(high)
+
+
+def engine_comparison(
+    per_problem: pd.DataFrame, engine: str = "trl", value: str = "pass@1", **bootstrap
+) -> pd.DataFrame:
+    """Do the two engines agree? Per method that both our trainer and ``engine`` trained: ``engine``'s
+    runs minus ours in ``value``, paired by seed and problem over the seeds both have, with the
+    hierarchical interval of :func:`paired_bootstrap` and its verdict. Rows indexed by method; columns
+    ``ours`` and ``<engine>`` (the two means over those seeds), ``diff``, ``low``, ``high``, ``seeds``,
+    ``verdict``. Empty when no method was trained by both.
+    """
+    if "benchmark" not in per_problem:
+        per_problem = per_problem.assign(benchmark="test")
+    rows = {}
+    for method in METHODS:
+        theirs = arm(engine, method)
+        seeds = set(per_problem.seed[per_problem.method == method]) & set(
+            per_problem.seed[per_problem.method == theirs]
+        )
+        if not seeds:
+            continue
+        shared = per_problem[per_problem.seed.isin(seeds)]
+        pairs = [paired_arrays(g, theirs, method, value) for _, g in shared.groupby("benchmark", sort=False)]
+        diff, low, high = _macro_interval(pairs, **bootstrap)
+        rows[method] = {
+            "ours": float(np.mean([b.mean() for _, b, _ in pairs])),
+            engine: float(np.mean([a.mean() for a, _, _ in pairs])),
+            "diff": diff,
+            "low": low,
+            "high": high,
+            "seeds": len(seeds),
+            "verdict": verdict(low, high, engine, "ours"),
+        }
+    return pd.DataFrame.from_dict(
+        rows, orient="index", columns=["ours", engine, "diff", "low", "high", "seeds", "verdict"]
+    )
+
+
+def engine_table(comparison: pd.DataFrame, engine: str = "trl") -> pd.DataFrame:
+    """:func:`engine_comparison`'s rows as printed: each mean to 3 decimals, the difference in points with
+    its interval, the seeds and the verdict."""
+    return pd.DataFrame(
+        {
+            "ours pass@1": comparison["ours"].map("{:.3f}".format),
+            f"{engine} pass@1": comparison[engine].map("{:.3f}".format),
+            f"{engine} − ours (points, 95% CI: seeds, then problems)": [
+                f"{100 * r['diff']:+.1f} [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
+                for _, r in comparison.iterrows()
+            ],
+            "seeds": comparison["seeds"],
+            "verdict": comparison["verdict"],
+        },
+        index=comparison.index.rename("method"),
+    )
+
+
+def write_comparison(table: pd.DataFrame, tables_dir: str | Path, name: str = "comparison") -> list[Path]:
+    """Write a table (:func:`comparison_table`'s, or :func:`engine_table`'s with ``name="engines"``) as
+    ``<name>.csv`` and ``<name>.md`` in ``tables_dir`` (atomically; the Markdown keeps the numbers as
+    printed). Returns the two paths."""
     tables_dir = Path(tables_dir)
     try:
         markdown = table.to_markdown(disable_numparse=True)
     except ImportError:  # pandas needs `tabulate` for Markdown; plain text still reads
         markdown = table.to_string()
     return [
-        atomic_write_text(tables_dir / "comparison.csv", table.to_csv()),
-        atomic_write_text(tables_dir / "comparison.md", markdown),
+        atomic_write_text(tables_dir / f"{name}.csv", table.to_csv()),
+        atomic_write_text(tables_dir / f"{name}.md", markdown),
     ]
