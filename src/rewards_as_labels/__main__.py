@@ -30,7 +30,12 @@ COMMANDS = ("data", "warmstart", "train", "bench", "test", "trl")
 
 
 def parse(argv: list[str]):
-    parser = argparse.ArgumentParser(prog="python -m rewards_as_labels", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m rewards_as_labels",
+        description=__doc__.split("\n")[0],
+        epilog="Every Config field is also an option (--<field> VALUE or <field>=VALUE); "
+        "`python -m rewards_as_labels.config --help` lists them with their types, defaults, choices and help.",
+    )
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--config", help="YAML profile file (default: the profile's, see --profile)")
     parser.add_argument(
