@@ -44,6 +44,8 @@ TABLES = (
     "mechanism.csv",
     "protocols-*.csv",
     "protocols-*.md",
+    "engines.csv",
+    "engines.md",
     "dynamics.csv",
     "derivation_checks.csv",
 )  # the last two: what the claims ledger reads besides
