@@ -16,8 +16,8 @@ SEED    ?= 0
 PYTHON  ?= python3
 # Empty = the profile's (rewards_as_labels.makevars): METHODS x SEEDS, the runs of train-all and
 # reproduce (every profile all five methods over three seeds for paired intervals in notebook 05;
-# smollm2, ~20 s per RL step on CPU, the paper's three on one seed); JOBS, jobs at once: the
-# profile's concurrent_jobs (GPU profiles and smollm2: 1; tiny: 2). The training runs get JOBS as
+# smollm2, ~30 s per RL step on CPU, the paper's three); JOBS, jobs at once: the profile's
+# concurrent_jobs (GPU profiles: 1; tiny, long and smollm2: 2). The training runs get JOBS as
 # concurrent_jobs too, so their memory check counts every job sharing the device.
 METHODS ?=
 SEEDS   ?=

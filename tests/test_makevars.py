@@ -43,9 +43,9 @@ def test_tiny_trains_every_method_over_three_seeds_two_jobs_at_a_time():
     assert _own(mv, "SWEEP_RUNS") == {}
 
 
-def test_smollm2_trains_three_methods_on_one_seed_with_vllm():
+def test_smollm2_trains_three_methods_on_three_seeds_two_jobs_at_once_with_vllm():
     v = makevars("smollm2").variables
-    assert (v["METHODS"], v["SEEDS"], v["JOBS"], v["NEEDS_VLLM"]) == ("real grad grpo", "0", "1", "1")
+    assert (v["METHODS"], v["SEEDS"], v["JOBS"], v["NEEDS_VLLM"]) == ("real grad grpo", "0 1 2", "2", "1")
     # what is given wins over the profile's
     v = makevars("smollm2", methods="gspo", seeds="4 5", jobs="3").variables
     assert (v["METHODS"], v["SEEDS"], v["JOBS"]) == ("gspo", "4 5", "3")
@@ -152,8 +152,8 @@ def test_one_make_no_jobserver_warning_no_undefined_variable(tmp_path, goal):
     if goal[0] == "study":  # every run also evaluated on test
         assert res.stdout.count('echo ">>> [smoke] test evaluation') == len(S.runs(S.load_grid("smoke")))
     if goal[-1] == "PROFILE=smollm2":
-        trained = re.findall(r"-p method (\w+) -p seed (\d+) -p resume True\s+concurrent_jobs=1", res.stdout)
-        assert sorted(trained) == [("grad", "0"), ("grpo", "0"), ("real", "0")]
+        trained = re.findall(r"-p method (\w+) -p seed (\d+) -p resume True\s+concurrent_jobs=2", res.stdout)
+        assert sorted(trained) == [(m, s) for m in ("grad", "grpo", "real") for s in "012"]
 
 
 @needs_make

@@ -147,3 +147,24 @@ def test_weight_samples_without_rows_keep_their_columns(tmp_path):
     roll, tok = load_weight_samples(tmp_path)
     assert len(roll) == len(tok) == 0
     assert {"method", "seed", "step", "s"} <= set(roll.columns) and {"method", "w_grpo"} <= set(tok.columns)
+
+
+def test_only_finished_runs_are_evaluated(tmp_path, capsys):
+    """A run still training (or stopped half-way) has checkpoints but no final.json: its mid-run
+    checkpoint is not evaluated as the method's result, and its folder is left as it is."""
+    from rewards_as_labels.config import load_config
+    from rewards_as_labels.evaluation import models_to_evaluate
+
+    for name, step, finished in (("real-s0", 50, True), ("grpo-s0", 25, False)):
+        folder = tmp_path / name
+        (folder / f"ckpt_{step:06d}" / "model").mkdir(parents=True)
+        (folder / f"ckpt_{step:06d}" / "state.json").write_text("{}")
+        (folder / "metrics.jsonl").write_text("")
+        if finished:
+            (folder / "final.json").write_text("{}")
+    cfg = load_config(profile="tiny", overrides={"run_root": str(tmp_path)})
+    models = models_to_evaluate(cfg)
+    assert [(m, s) for m, s, _ in models] == [("base", "-"), ("real", "0")]
+    assert models[1][2] == tmp_path / "real-s0" / "ckpt_000050" / "model"
+    assert f"skipped {tmp_path / 'grpo-s0'}: not finished" in capsys.readouterr().out
+    assert (tmp_path / "grpo-s0" / "ckpt_000025" / "state.json").is_file()

@@ -178,9 +178,16 @@ def models_to_evaluate(cfg) -> list[tuple[str, str, object]]:
     under ``cfg.profile_dir``, in the paper's method order, our trainer's runs first. ``method`` is the
     run's arm (:mod:`~rewards_as_labels.run_names`): ``real`` for our trainer's ``real-s0``, ``trl-real``
     for TRL's ``trl-real-s0``. The base is the pretrained ``cfg.model`` when the profile names one
-    (folder None: load it by name), else the warm start; its seed is "-"."""
+    (folder None: load it by name), else the warm start; its seed is "-".
+
+    Only finished runs (``final.json`` written) count: a run still training, or stopped half-way, has
+    checkpoints too, and evaluating its mid-run checkpoint as that method's result would be wrong. Each
+    one left out is printed with the command that finishes it; its folder is not touched."""
     models = [("base", "-", None if cfg.model else cfg.warmstart_dir / "model")]
     for folder in run_folders(cfg.profile_dir):
+        if not (folder / "final.json").exists():
+            print(f"skipped {folder}: not finished (no final.json); make train or make reproduce resumes it")
+            continue
         ckpt = latest_checkpoint(folder)
         if ckpt is not None:
             run = parse_run(folder.name)
