@@ -44,6 +44,9 @@ TRL_ARGS   ?=
 ifneq ($(and $(filter sweep,$(MAKECMDGOALS)),$(filter study,$(MAKECMDGOALS))),)
 $(error make sweep and make study read one grid each: run them as two commands)
 endif
+ifneq ($(and $(filter restore,$(MAKECMDGOALS)),$(filter-out restore,$(MAKECMDGOALS))),)
+$(error make restore must run alone (make restore && make reproduce): make decides what to train before it restores)
+endif
 GRID    := $(if $(filter study,$(MAKECMDGOALS)),$(STUDY),$(SWEEP))
 
 # ----------------------------------------------------------------------------- platform
@@ -109,7 +112,7 @@ $(MAKEVARS): $(if $(wildcard $(PY)),,| $(STAMP))
 MAKEFLAGS += -j$(or $(JOBS),1)
 stage     = @echo ">>> [$(PROFILE)$(TAG)] $(1)"
 
-.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all train-trl evaluate figures reproduce bench bench-backends bench-trl clean report lab sweep study publish compare FORCE
+.PHONY: help setup setup-vllm lock check-install gpu-check test test-fast derive verify data warmstart train train-all train-trl evaluate figures reproduce bench bench-backends bench-trl clean report lab sweep study publish compare restore FORCE
 
 help:
 	@echo "make reproduce            everything: derive, verify, data, warmstart, train all, evaluate, figures"
@@ -120,7 +123,8 @@ help:
 	@echo "make train-trl METHOD=real SEED=0 PROCS=2 [ACCELERATE=cpu_2proc|multi_gpu|deepspeed_zero2|...]"
 	@echo "                          the same run by TRL's GRPOTrainer under accelerate: runs/<profile>/trl-<method>-s<seed>"
 	@echo "make evaluate | figures   notebook 04 (test-split pass@k) / 05 (figures from saved metrics)"
-	@echo "make publish | compare    copy the tables to results/<profile> (committed) | your run against them"
+	@echo "make publish | compare    copy the tables and finished runs' records to results/<profile> (committed) | your run against them"
+	@echo "make restore              bring the published runs back into runs/<profile>: make reproduce then trains only the rest"
 	@echo "make claims               the claims ledger over every profile, from the tables that exist: results/claims.csv"
 	@echo "make report               static HTML of the executed notebooks, tables, figures: runs/<profile>/report/index.html"
 	@echo "make lab                  JupyterLab on notebooks/ with the package's kernel (step through by hand)"
@@ -280,9 +284,17 @@ $(RUN)/trl-%/final.json: $(WARM) | $(STAMP) $(BACKEND_STAMP)
 		--method $(RUN_METHOD) --seed $(RUN_SEED) --no-progress $(OVERRIDES) $(TRL_ARGS)
 
 # ----------------------------------------------------------------------------- evaluation and figures
-# (TRL's runs are evaluated too: those present are prerequisites, so a new one reruns make evaluate)
+# Each finished run's test evaluation, <run>/test.json (the draws notebook 04 makes, read there), is made
+# as soon as the run ends, beside the training of the next under -j. TRL's runs are evaluated too: those
+# present are prerequisites, so a new one reruns make evaluate.
+TESTS := $(patsubst %/final.json,%/test.json,$(RUNS) $(wildcard $(RUN)/trl-*/final.json))
+$(RUN)/%/test.json: $(RUN)/%/final.json | $(STAMP) $(BACKEND_STAMP)
+	$(call stage,test evaluation $*)
+	$(CLI) test --profile $(PROFILE) $(OVERRIDES) out=$(@D) concurrent_jobs=$(JOBS) > $(@D)/test.log 2>&1 \
+		|| { tail -20 $(@D)/test.log >&2; exit 1; }
+
 evaluate: $(RUN)/tables/evaluation.csv
-$(RUN)/tables/evaluation.csv: $(RUNS) $(wildcard $(RUN)/trl-*/final.json) $(DATA_STAMP) | $(STAMP) $(BACKEND_STAMP)
+$(RUN)/tables/evaluation.csv: $(TESTS) $(DATA_STAMP) | $(STAMP) $(BACKEND_STAMP)
 	$(call stage,evaluate: notebook 04)
 	$(NB) notebooks/04_evaluate.ipynb $(RUN)/notebooks/04_evaluate.ipynb -p profile $(PROFILE) $(OVERRIDES)
 
@@ -318,7 +330,8 @@ clean:
 
 # ----------------------------------------------------------------------------- reference results
 # make publish: the profile's summary tables (comparison, evaluation, per-problem counts, stability,
-# protocols, mechanism: what the run folder has) to results/<profile>/ with provenance.json (commit,
+# protocols, mechanism: what the run folder has) and every finished run's record (results/<profile>/runs/<run>/:
+# metrics, final.json, test.json, no weights) to results/<profile>/ with provenance.json (commit,
 # machine, versions), to be committed; the README quotes them. make compare: your run's test pass@1
 # against that committed reference, per method, paired by seed and problem (evaluates first if needed).
 REF := results/$(notdir $(RUN))
@@ -327,6 +340,13 @@ publish: | $(STAMP)
 
 compare: $(RUN)/tables/evaluation.csv | $(STAMP)
 	$(PY) -m rewards_as_labels.reference compare --run $(RUN) --ref $(REF)
+
+# make restore: the finished runs published under results/<profile>/runs/ (records without weights) back
+# into $(RUN), each where its folder is absent and only if it was trained with this profile; the next
+# make reproduce then trains only the runs still missing, so a long set completes over several sittings.
+# After the base policy's own files (warmstart), so that what it brings back is newer and counts as made.
+restore: $(WARM) | $(STAMP)
+	$(PY) -m rewards_as_labels.reference restore --ref $(REF) --run $(RUN) --profile $(PROFILE) $(OVERRIDES)
 
 # ----------------------------------------------------------------------------- reading along: report
 # the executed notebooks, tables and figures of $(RUN) as static HTML: open $(RUN)/report/index.html.

@@ -151,9 +151,19 @@ def test_one_make_no_jobserver_warning_no_undefined_variable(tmp_path, goal):
         assert "-p profile smoke -p sweep smoke" in res.stdout if goal[0] == "sweep" else "-p study smoke" in res.stdout
     if goal[0] == "study":  # every run also evaluated on test
         assert res.stdout.count('echo ">>> [smoke] test evaluation') == len(S.runs(S.load_grid("smoke")))
+    if goal == ["reproduce"]:  # every run evaluated on test as it ends (test.json), notebook 04 reads them
+        assert res.stdout.count('echo ">>> [tiny] test evaluation') == 15
+        assert "test --profile tiny  out=runs/tiny/real-s0 concurrent_jobs=2" in res.stdout
     if goal[-1] == "PROFILE=smollm2":
         trained = re.findall(r"-p method (\w+) -p seed (\d+) -p resume True\s+concurrent_jobs=2", res.stdout)
         assert sorted(trained) == [(m, s) for m in ("grad", "grpo", "real") for s in "012"]
+
+
+@needs_make
+def test_restore_runs_alone(tmp_path):
+    """make decides what to train before it runs a recipe: restoring in the same make would retrain."""
+    res = _make("-n", "restore", "reproduce", f"VENV={standin_venv(tmp_path / 'venv')}")
+    assert res.returncode != 0 and "make restore && make reproduce" in res.stderr
 
 
 @needs_make

@@ -164,7 +164,7 @@ def test_only_finished_runs_are_evaluated(tmp_path, capsys):
             (folder / "final.json").write_text("{}")
     cfg = load_config(profile="tiny", overrides={"run_root": str(tmp_path)})
     models = models_to_evaluate(cfg)
-    assert [(m, s) for m, s, _ in models] == [("base", "-"), ("real", "0")]
+    assert [(m, s) for m, s, _, _ in models] == [("base", "-"), ("real", "0")]
     assert models[1][2] == tmp_path / "real-s0" / "ckpt_000050" / "model"
     assert f"skipped {tmp_path / 'grpo-s0'}: not finished" in capsys.readouterr().out
     assert (tmp_path / "grpo-s0" / "ckpt_000025" / "state.json").is_file()

@@ -173,26 +173,54 @@ def benchmark_table(results, metric: str = "pass@1", titles: dict | None = None)
     return table
 
 
-def models_to_evaluate(cfg) -> list[tuple[str, str, object]]:
-    """``(method, seed, model folder)`` of the base policy and of the latest checkpoint of every run
-    under ``cfg.profile_dir``, in the paper's method order, our trainer's runs first. ``method`` is the
-    run's arm (:mod:`~rewards_as_labels.run_names`): ``real`` for our trainer's ``real-s0``, ``trl-real``
-    for TRL's ``trl-real-s0``. The base is the pretrained ``cfg.model`` when the profile names one
-    (folder None: load it by name), else the warm start; its seed is "-".
+def models_to_evaluate(cfg) -> list[tuple[str, str, object, object]]:
+    """``(method, seed, model folder, run folder)`` of the base policy and of the latest checkpoint of
+    every run under ``cfg.profile_dir``, in the paper's method order, our trainer's runs first. ``method``
+    is the run's arm (:mod:`~rewards_as_labels.run_names`): ``real`` for our trainer's ``real-s0``,
+    ``trl-real`` for TRL's ``trl-real-s0``. The base is the pretrained ``cfg.model`` when the profile
+    names one (model folder None: load it by name), else the warm start; its seed is "-" and its run
+    folder None.
 
     Only finished runs (``final.json`` written) count: a run still training, or stopped half-way, has
     checkpoints too, and evaluating its mid-run checkpoint as that method's result would be wrong. Each
-    one left out is printed with the command that finishes it; its folder is not touched."""
-    models = [("base", "-", None if cfg.model else cfg.warmstart_dir / "model")]
+    one left out is printed with the command that finishes it; its folder is not touched. A finished run
+    without weights but with its ``test.json`` (a record brought back by ``make restore``) is listed with
+    model folder None: :func:`evaluate_runs` reads its test evaluation instead of sampling."""
+    models = [("base", "-", None if cfg.model else cfg.warmstart_dir / "model", None)]
     for folder in run_folders(cfg.profile_dir):
         if not (folder / "final.json").exists():
             print(f"skipped {folder}: not finished (no final.json); make train or make reproduce resumes it")
             continue
         ckpt = latest_checkpoint(folder)
-        if ckpt is not None:
-            run = parse_run(folder.name)
-            models.append((run.arm, str(run.seed), ckpt / "model"))
+        if ckpt is None and not (folder / "test.json").exists():
+            print(f"skipped {folder}: finished, but holds neither weights nor test.json; remove it and retrain it")
+            continue
+        run = parse_run(folder.name)
+        models.append((run.arm, str(run.seed), ckpt / "model" if ckpt is not None else None, folder))
     return models
+
+
+def stored_test(folder, sets: dict, samples: int) -> dict | None:
+    """The run folder's own test evaluation (``test.json``, :func:`evaluate_run`) when it is the one
+    :func:`evaluate_runs` would draw: ``samples`` per problem, the same benchmarks with the same problems
+    in the same order, and made from the folder's latest checkpoint when the folder still holds weights.
+    None otherwise (no file, or another evaluation): the run is evaluated afresh."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / "test.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    ckpt = latest_checkpoint(folder)
+    benchmarks = record.get("benchmarks", {})
+    same = (
+        record.get("samples") == samples
+        and (ckpt is None or record.get("checkpoint") == ckpt.name)
+        and list(benchmarks) == list(sets)
+        and all(benchmarks[n]["problem_ids"] == [str(p.id) for p in ps] for n, ps in sets.items())
+    )
+    return record if same else None
 
 
 def evaluate_on_sets(cfg, model, tokenizer, sets: dict, samples: int, backend=None):
@@ -216,8 +244,8 @@ def evaluate_on_sets(cfg, model, tokenizer, sets: dict, samples: int, backend=No
 
 
 def evaluate_run(cfg, folder, samples: int = 0) -> dict:
-    """The test evaluation of :func:`evaluate_runs` for ONE run folder's latest checkpoint (a sweep or
-    protocol-study run), written atomically to ``<folder>/test.json``: per benchmark (the task's test
+    """The test evaluation of :func:`evaluate_runs` for ONE run folder's latest checkpoint (a profile,
+    sweep or protocol-study run), written atomically to ``<folder>/test.json``: per benchmark (the task's test
     split is "test") pass@1, pass@k, greedy and each problem's correct count of ``samples`` draws.
     Raises ``FileNotFoundError`` naming the run when it has no checkpoint."""
     from pathlib import Path
@@ -227,7 +255,9 @@ def evaluate_run(cfg, folder, samples: int = 0) -> dict:
     folder = Path(folder)
     ckpt = latest_checkpoint(folder)
     if ckpt is None or not (folder / "final.json").exists():
-        raise FileNotFoundError(f"{folder} holds no finished run; train it first (make sweep / make study)")
+        raise FileNotFoundError(
+            f"{folder} holds no finished run with weights; train it first (make train, sweep or study)"
+        )
     k = samples or cfg.test_samples
     sets = evaluation_sets(cfg)
     model, tokenizer = load_policy(cfg, path=ckpt / "model")
@@ -251,6 +281,8 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
     ``split="test"`` evaluates on the benchmarks ``cfg.eval_sets`` (or, when there are none, the
     task's test split); another split name evaluates on that split of the task. Every model draws
     ``samples`` per problem (0: ``cfg.test_samples``) at ``cfg.eval_temperature`` with the same seed.
+    A run whose own ``test.json`` holds those draws (:func:`stored_test`; make writes one per run as it
+    finishes, beside the training of the next) is read from it, not sampled again.
 
     Writes under ``<profile_dir>/tables/`` and returns, by name:
         ``evaluation``  evaluation.csv: one row per model (method, seed, checkpoint, engine, pass@1,
@@ -266,13 +298,25 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
     models = models_to_evaluate(cfg)
     print(", ".join(f"{len(p)} {name} problems" for name, p in sets.items()) + f" x {k} samples; models: {len(models)}")
     rows, per_problem, backend = [], [], None
-    for method, seed, path in models:
-        model, tokenizer = load_policy(cfg, path=path)
-        # one sampler, sized for every prompt it will see; evaluate_policy syncs each model into it
-        backend = backend or make_backend(
-            cfg, model, tokenizer, prompts=[format_prompt(tokenizer, p, cfg) for ps in sets.values() for p in ps]
-        )
-        for name, res in evaluate_on_sets(cfg, model, tokenizer, sets, k, backend):
+    for method, seed, path, folder in models:
+        stored = stored_test(folder, sets, k) if folder is not None and split == "test" else None
+        if stored is not None:  # the run's own test.json (make's per-run test evaluation): the same draws
+            checkpoint = str(folder / stored["checkpoint"] / "model")
+            results = list(stored["benchmarks"].items())
+        elif folder is not None and path is None:
+            raise FileNotFoundError(
+                f"{folder} holds no weights and its test.json is not this evaluation ({k} samples of "
+                f"{', '.join(sets)}): retrain the run (remove the folder, then make train METHOD=<m> SEED=<s>)"
+            )
+        else:
+            model, tokenizer = load_policy(cfg, path=path)
+            # one sampler, sized for every prompt it will see; evaluate_policy syncs each model into it
+            backend = backend or make_backend(
+                cfg, model, tokenizer, prompts=[format_prompt(tokenizer, p, cfg) for ps in sets.values() for p in ps]
+            )
+            checkpoint = str(path or cfg.model)
+            results = evaluate_on_sets(cfg, model, tokenizer, sets, k, backend)
+        for name, res in results:
             per_problem.append(
                 pd.DataFrame(
                     {
@@ -290,7 +334,7 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
                 {
                     "method": method,
                     "seed": seed,
-                    "checkpoint": str(path or cfg.model),
+                    "checkpoint": checkpoint,
                     "engine": split_arm(method)[0],
                     **({"benchmark": name} if cfg.eval_sets else {}),
                     **{key: v for key, v in res.items() if isinstance(v, (int, float))},
@@ -299,6 +343,7 @@ def evaluate_runs(cfg, samples: int = 0, split: str = "test") -> dict[str, pd.Da
             print(
                 f"{method:>5} seed {seed} {name}: pass@1 {res['pass@1']:.3f}  "
                 f"pass@{k} {res[f'pass@{k}']:.3f}  greedy {res['greedy']:.3f}"
+                + ("  (its test.json)" if stored is not None else "")
             )
     tables = cfg.profile_dir / "tables"
     out = {"evaluation": pd.DataFrame(rows), "benchmarks": None, "table": None}

@@ -13,6 +13,14 @@ pass@1 minus the reference's, paired by seed and test problem, with the hierarch
 :func:`~rewards_as_labels.results.paired_bootstrap`. On one machine a rerun repeats the reference bit
 for bit; across machines floating-point kernels differ and a long trajectory amplifies it, so an
 interval that excludes 0 says the rerun moved, not that either is wrong.
+
+Finished runs travel too, as their records without weights (:data:`RECORD`: metrics, final.json,
+test.json, ...; a few MB a run): ``make publish`` writes each finished, test-evaluated run's record to
+``results/<profile>/runs/<run>/``, and ``make restore`` brings the records back into ``runs/<profile>/``
+where that run's folder is absent, after checking that the run was trained with this profile. A set of
+runs too long for one sitting (or one machine) is so completed over several: each publishes what it
+finished, the next restores it and trains only the rest; ``make evaluate`` reads a restored run's
+test.json, the figures and the ledger its metrics.
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_write_json, atomic_write_text, package_versions
-from .results import paired_bootstrap, verdict
+from .config import load_config, parse_overrides
+from .io import atomic_directory, atomic_write_json, atomic_write_text, package_versions
+from .results import paired_bootstrap, run_folders, verdict
+from .run_names import parse_run
 
 RESULTS = Path("results")
 # the tables a profile's runs write that are small enough to keep (globs, under runs/<profile>/tables/)
@@ -49,6 +59,26 @@ TABLES = (
     "dynamics.csv",
     "derivation_checks.csv",
 )  # the last two: what the claims ledger reads besides
+# a finished run's record: everything in its folder but the weights (checkpoints); test.json is its test
+# evaluation (make's per-run target), weight_samples.jsonl what notebook 07 reads
+RECORD = ("config.json", "versions.json", "metrics.jsonl", "final.json", "test.json", "weight_samples.jsonl")
+# Config fields that say where a run ran and how it was scheduled, not what it learned: a published run
+# restores into a profile that agrees with its config.json on every other field
+PLACEMENT_FIELDS = frozenset(
+    {
+        "out",
+        "run_root",
+        "data_dir",
+        "check_memory",
+        "concurrent_jobs",
+        "num_threads",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "device",
+        "vllm_kv_cache_gb",
+        "gpu_memory_utilization",
+    }
+)
 MARKER = re.compile(r"<!-- (results/[^ ]+) -->\n(.*?)<!-- end results -->", re.S)
 
 
@@ -78,13 +108,15 @@ def provenance(command: str = "") -> dict:
 
 
 def publish(run_dir: str | Path, out_dir: str | Path, command: str = "") -> list[Path]:
-    """Copy the summary tables of ``run_dir/tables`` to ``out_dir`` (each atomically) with ``provenance.json``.
+    """Copy the summary tables of ``run_dir/tables`` to ``out_dir`` (each atomically) with ``provenance.json``,
+    and each finished run's record to ``out_dir/runs/<run>/`` (:func:`archive_runs`).
 
     Raises ``FileNotFoundError`` naming ``make reproduce`` when the run folder has no table to publish.
     A table that ``out_dir`` holds but the run did not write is left as it is (a sweep published earlier),
     and so is its provenance: ``provenance.json`` describes this publish at its top level and keeps, under
     ``by_table``, the commit, date, command and run folder of every table ``out_dir`` holds, so a study
-    published from another run folder does not erase where the profile's own tables came from.
+    published from another run folder does not erase where the profile's own tables came from. A run
+    record's provenance is kept under ``by_table`` as ``runs/<run>``, updated only when its files change.
     """
     tables = Path(run_dir) / "tables"
     found = sorted({p for pattern in TABLES for p in tables.glob(pattern)})
@@ -94,12 +126,76 @@ def publish(run_dir: str | Path, out_dir: str | Path, command: str = "") -> list
         )
     out_dir = Path(out_dir)
     written = [atomic_write_text(out_dir / p.name, p.read_text()) for p in found]
-    record = {**provenance(command), "run": str(run_dir), "tables": [p.name for p in found]}
+    archived = archive_runs(run_dir, out_dir)
+    runs = sorted({f"runs/{p.parent.name}" for p in archived})
+    record = {**provenance(command), "run": str(run_dir), "tables": [p.name for p in found], "runs": runs}
     by_table = _earlier_sources(out_dir / "provenance.json")
     source = {k: record[k] for k in ("commit", "uncommitted_changes", "date", "command", "run")}
-    by_table.update({p.name: source for p in found})
+    by_table.update({name: source for name in [p.name for p in found] + runs})
     record["by_table"] = dict(sorted(by_table.items()))
     written.append(atomic_write_json(out_dir / "provenance.json", record))
+    return written + archived
+
+
+def archive_runs(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Copy the :data:`RECORD` of every finished run of ``run_dir`` that has its test evaluation
+    (``final.json`` and ``test.json``) to ``out_dir/runs/<run>/``, each file atomically; runs still
+    training, and sweep runs (under ``sweep/``), are left out. A file the archive already holds as it is
+    is not rewritten (a run restored from it keeps its first provenance). Returns the files written."""
+    written = []
+    for folder in run_folders(run_dir):
+        if not ((folder / "final.json").exists() and (folder / "test.json").exists()):
+            continue
+        dest = Path(out_dir) / "runs" / folder.name
+        for name in RECORD:
+            text = (folder / name).read_text() if (folder / name).exists() else None
+            if text is not None and not ((dest / name).exists() and (dest / name).read_text() == text):
+                written.append(atomic_write_text(dest / name, text))
+    return written
+
+
+def restore(ref_dir: str | Path, run_dir: str | Path, profile: str, overrides: dict | None = None) -> list[Path]:
+    """Bring the published runs of ``ref_dir/runs/`` back into ``run_dir`` (each run folder atomically),
+    so that ``make`` finds them finished and trains only the runs still missing.
+
+    A run whose folder ``run_dir`` already has is kept as it is (printed): nothing written is replaced.
+    Every record is checked first against the config this profile (with ``overrides``) would train that
+    run with; a field other than :data:`PLACEMENT_FIELDS` that differs raises ``ValueError`` naming the
+    run, the field and both values, and nothing is restored: numbers from another protocol would be
+    compared as this one's. Raises ``FileNotFoundError`` when ``ref_dir`` holds no published run."""
+    runs = Path(ref_dir) / "runs"
+    records = sorted(p for p in runs.glob("*") if (p / "final.json").exists()) if runs.is_dir() else []
+    if not records:
+        raise FileNotFoundError(f"{runs} holds no published run; make publish writes them from finished runs")
+    todo, problems = [], []
+    for record in records:
+        dest = Path(run_dir) / record.name
+        if dest.exists():
+            print(f"kept {dest}: it exists (remove it to bring back the published record)")
+            continue
+        run = parse_run(record.name)
+        want = load_config(profile=profile, overrides={**(overrides or {}), "method": run.method, "seed": run.seed})
+        want = json.loads(json.dumps(want.to_dict()))  # the types config.json holds
+        got = json.loads((record / "config.json").read_text())
+        problems += [
+            f"{record.name}: {key}={got.get(key)!r} where profile {profile} has {want.get(key)!r}"
+            for key in sorted(set(want) | set(got))
+            if key not in PLACEMENT_FIELDS and want.get(key) != got.get(key)
+        ]
+        todo.append((record, dest))
+    if problems:
+        raise ValueError(
+            "published runs trained under another config, restored none: "
+            + "; ".join(problems)
+            + ". Rerun with the profile they were trained with, or retrain them (make reproduce)"
+        )
+    written = []
+    for record, dest in todo:
+        with atomic_directory(dest) as tmp:
+            for name in RECORD:
+                if (record / name).exists():
+                    (tmp / name).write_text((record / name).read_text())
+        written.append(dest)
     return written
 
 
@@ -202,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare", help="a fresh run's test pass@1 against the committed reference, per method")
     c.add_argument("--run", required=True)
     c.add_argument("--ref", required=True)
+    a = sub.add_parser("restore", help="bring results/<profile>/runs back into runs/<profile> (runs absent there)")
+    a.add_argument("--ref", required=True, help="the results folder, e.g. results/smollm2")
+    a.add_argument("--run", required=True, help="the run folder, e.g. runs/smollm2")
+    a.add_argument("--profile", required=True, help="the profile the runs must have been trained with")
+    a.add_argument("overrides", nargs="*", help="the profile's overrides (make's MODEL=, DATA=, ...), field=value")
     r = sub.add_parser("readme", help="check (or --write) the README's tables against results/")
     r.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
@@ -209,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "publish":
             for path in publish(args.run, args.out, args.made_by):
                 print("wrote", path)
+        elif args.command == "restore":
+            for path in restore(args.ref, args.run, args.profile, parse_overrides(args.overrides)):
+                print("restored", path)
         elif args.command == "compare":
             table = compare(args.run, args.ref)
             for col in ("fresh pass@1", "reference pass@1"):
