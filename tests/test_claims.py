@@ -364,8 +364,10 @@ def test_each_protocol_arm_is_its_own_row(tmp_path):
 def test_write_ledger_writes_csv_and_markdown_and_refuses_a_bad_verdict(tmp_path):
     _per_problem(tmp_path / "runs/tiny/tables", {"real": 2, "grpo": 0})
     ledger = _ledger(tmp_path, ["tiny", "paper_small"])
-    csv, md, grid = C.write_ledger(ledger, tmp_path / "results")
+    csv, md, grid, tiny = C.write_ledger(ledger, tmp_path / "results")  # paper_small never ran: no file of its own
     assert md.read_text().startswith(grid.read_text())  # the grid alone opens the full ledger
+    assert tiny == tmp_path / "results/tiny/claims.md" and tiny.read_text().startswith("| claim ")
+    assert "| REAL beats GRPO " in tiny.read_text() and "paper_small" not in tiny.read_text()
     back = pd.read_csv(csv, keep_default_na=False)
     assert list(back.columns) == C.COLUMNS and back.verdict.isin(C.VERDICTS).all() and len(back) == len(ledger)
     text = md.read_text()

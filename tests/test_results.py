@@ -168,3 +168,39 @@ def test_only_finished_runs_are_evaluated(tmp_path, capsys):
     assert models[1][2] == tmp_path / "real-s0" / "ckpt_000050" / "model"
     assert f"skipped {tmp_path / 'grpo-s0'}: not finished" in capsys.readouterr().out
     assert (tmp_path / "grpo-s0" / "ckpt_000025" / "state.json").is_file()
+
+
+def _counts(counts: dict[str, list[int]], samples: int = 8) -> pd.DataFrame:
+    return pd.concat(
+        pd.DataFrame(
+            {
+                "method": m,
+                "seed": "-" if m == "base" else "0",
+                "benchmark": "test",
+                "problem_id": [str(i) for i in range(len(c))],
+                "correct": c,
+                "samples": samples,
+            }
+        )
+        for m, c in counts.items()
+    )
+
+
+def test_headroom_counts_the_problems_left_to_separate_the_methods():
+    """6 problems every method solves (8/8 and 7/8), 2 no trained run ever solves (the base once), 2
+    where REAL and GRPO differ: 8 of 10 decided alike, which is the saturation rule's 80%."""
+    from rewards_as_labels.results import headroom
+
+    counts = {"base": [1] * 6 + [1, 0, 0, 0], "real": [8] * 6 + [0, 0, 8, 8], "grpo": [7] * 6 + [0, 0, 4, 2]}
+    table, s = headroom(_counts(counts))
+    assert (s["problems"], s["solved_by_every_method"], s["solved_by_none"]) == (10, 0.6, 0.2)
+    assert s["separating"] == pytest.approx(0.2) and s["saturated"] and s["ceiling"] == 0.8
+    assert s["sentence"].startswith("The task saturates") and "leaves 2 (20%)" in s["sentence"]
+    assert list(table.index) == ["base", "real", "grpo"]
+    assert table.loc["grpo", "pass@1"] == pytest.approx((6 * 7 + 6) / 80)
+    assert table.loc["base", "solved at least once"] == pytest.approx(0.7)
+
+    counts["grpo"][0] = 6  # one problem fewer decided alike: 70% < 80%
+    assert not headroom(_counts(counts))[1]["saturated"]
+    with pytest.raises(ValueError, match="trained runs besides the base"):
+        headroom(_counts({"base": [1, 2]}))

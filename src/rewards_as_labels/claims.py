@@ -864,7 +864,8 @@ def ledger_markdown(ledger: pd.DataFrame) -> str:
 
 def write_ledger(ledger: pd.DataFrame, out_dir: str | Path = "results") -> list[Path]:
     """Write ``claims.csv``, ``claims.md`` and ``claims_grid.md`` (the grid alone, which the README opens
-    with) into ``out_dir``, each atomically. Raises ``ValueError``
+    with) into ``out_dir``, and ``<setting>/claims.md`` (:func:`setting_markdown`) for every setting with a
+    row that ran, each atomically. Raises ``ValueError``
     when a verdict is none of :data:`VERDICTS` or a column is missing."""
     missing = [c for c in COLUMNS if c not in ledger]
     bad = sorted(set(ledger.get("verdict", [])) - set(VERDICTS))
@@ -873,11 +874,21 @@ def write_ledger(ledger: pd.DataFrame, out_dir: str | Path = "results") -> list[
             f"not a claims ledger: missing columns {missing}, unknown verdicts {bad}; build it with build_ledger"
         )
     out_dir = Path(out_dir)
-    return [
+    written = [
         atomic_write_text(out_dir / "claims.csv", ledger[COLUMNS].to_csv(index=False)),
         atomic_write_text(out_dir / "claims.md", ledger_markdown(ledger)),
         atomic_write_text(out_dir / "claims_grid.md", grid_markdown(ledger)),
     ]
+    for setting, rows in ledger.groupby("setting", sort=False):
+        if (rows["verdict"] != NOT_RUN).any():
+            written.append(atomic_write_text(out_dir / setting / "claims.md", setting_markdown(rows)))
+    return written
+
+
+def setting_markdown(rows: pd.DataFrame) -> str:
+    """One setting's rows of the ledger as a Markdown table (claim, measured, verdict), which that
+    setting's section of the README quotes as ``results/<setting>/claims.md``."""
+    return _escaped(rows[["claim", "measured", "verdict"]]).to_markdown(index=False) + "\n"
 
 
 VERDICT_COLOURS = {REPRODUCED: "#4daf4a", CONTRADICTED: "#e41a1c", CANNOT_TELL: "#ffbf00", NOT_RUN: "#d9d9d9"}

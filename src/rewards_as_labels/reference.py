@@ -56,6 +56,8 @@ TABLES = (
     "protocols-*.md",
     "engines.csv",
     "engines.md",
+    "headroom.csv",
+    "headroom.md",
     "dynamics.csv",
     "derivation_checks.csv",
 )  # the last two: what the claims ledger reads besides

@@ -561,3 +561,76 @@ def write_comparison(table: pd.DataFrame, tables_dir: str | Path, name: str = "c
         atomic_write_text(tables_dir / f"{name}.csv", table.to_csv()),
         atomic_write_text(tables_dir / f"{name}.md", markdown),
     ]
+
+
+# ----------------------------------------------------------------------------- headroom
+SOLVED_RATE = 7 / 8  # a method "solves" a problem when at least this share of its samples (all seeds) is correct
+SATURATED_SHARE = 0.8  # the task saturates when at least this share of problems is decided alike for every method
+
+
+def headroom(
+    per_problem: pd.DataFrame, solved: float = SOLVED_RATE, saturated_share: float = SATURATED_SHARE
+) -> tuple[pd.DataFrame, dict]:
+    """How much of the test set can still tell the trained methods apart (every arm but ``base``).
+
+    Per problem (benchmark and problem id), each method's solve rate is its correct samples over all its
+    seeds' samples. A problem is *solved by every method* when each rate is >= ``solved``, *solved by
+    none* when no sample of any trained run is correct; only the rest can separate the methods. The task
+    **saturates** when the first two together are >= ``saturated_share`` of the problems: the methods'
+    means then differ on a few problems at most, whatever the training did.
+
+    Returns ``(table, summary)``: one row per arm (base first) with its pass@1, the share of problems it
+    solves in at least one sample and in >= ``solved`` of them; and the shares, counts, ``saturated`` and
+    ``sentence`` (the finding in words, with the rule)."""
+    pp = per_problem.assign(key=per_problem["benchmark"].astype(str) + "/" + per_problem["problem_id"].astype(str))
+    sums = pp.groupby(["method", "key"])[["correct", "samples"]].sum()
+    rate = (sums["correct"] / sums["samples"]).unstack("method")  # [problem, arm]
+    arms = [m for m in dict.fromkeys(pp["method"]) if m != "base"]
+    if not arms:
+        raise ValueError(
+            "headroom needs trained runs besides the base in per_problem.csv; run make evaluate after training"
+        )
+    trained = rate[arms]
+    n = len(rate)
+    by_all = int((trained.min(axis=1) >= solved).sum())
+    by_none = int((trained.max(axis=1) == 0).sum())
+    left = n - by_all - by_none
+    table = pd.DataFrame(
+        {
+            "pass@1": rate.mean(),
+            "solved at least once": (rate > 0).mean(),
+            f"solved in >= {solved:.0%} of samples": (rate >= solved).mean(),
+        }
+    ).loc[[m for m in ["base"] if m in rate] + arms]
+    table.index.name = "method"
+    saturated = (by_all + by_none) / n >= saturated_share
+    lo, hi = table.loc[arms, "pass@1"].min(), table.loc[arms, "pass@1"].max()
+    ceiling = float((trained.max(axis=1) > 0).mean())
+    sentence = (
+        f"The task {'saturates' if saturated else 'does not saturate'} for these methods: of {n} test problems, "
+        f"{by_all / n:.0%} are solved by every method in at least {solved:.0%} of its samples and "
+        f"{by_none / n:.0%} by no trained run in any sample, which leaves {left} ({left / n:.0%})"
+        f" on which the methods can differ. Their pass@1 spans "
+        f"{lo:.3f}-{hi:.3f} under a ceiling of {ceiling:.3f} (problems some trained run solved at least once). "
+        f"(Rule: the task saturates when >= {saturated_share:.0%} of the problems are decided alike for every method.)"
+    )
+    summary = {
+        "problems": n,
+        "solved_by_every_method": by_all / n,
+        "solved_by_none": by_none / n,
+        "separating": left / n,
+        "ceiling": ceiling,
+        "saturated": saturated,
+        "sentence": sentence,
+    }
+    return table, summary
+
+
+def write_headroom(per_problem: pd.DataFrame, tables_dir: str | Path) -> tuple[pd.DataFrame, dict]:
+    """:func:`headroom` as ``headroom.csv`` (the table) and ``headroom.md`` (the sentence, then the table)
+    in ``tables_dir``, atomically. Returns what :func:`headroom` returns."""
+    table, summary = headroom(per_problem)
+    tables_dir = Path(tables_dir)
+    atomic_write_text(tables_dir / "headroom.csv", table.to_csv())
+    atomic_write_text(tables_dir / "headroom.md", summary["sentence"] + "\n\n" + table.round(3).to_markdown() + "\n")
+    return table, summary
