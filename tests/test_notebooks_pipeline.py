@@ -71,6 +71,8 @@ def test_train_evaluate_figures_on_smoke(tmp_path, monkeypatch):
         "grpo better than real",
     }
     assert table.loc["grpo", "vs grpo"] == "(reference)"
+    # whether this test set can still separate the methods, stated by the rule (results.headroom)
+    assert (tmp_path / "runs/smoke/tables/headroom.md").read_text().startswith("The task ")
     assert table.loc["real", "pass@1"] == pytest.approx(evaluation.set_index("method").loc["real", "pass@1"], abs=5e-4)
     # held-out curves end at the trained policy: final.json is the last row of each run
     metrics = load_metrics(tmp_path / "runs/smoke")
