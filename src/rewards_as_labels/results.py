@@ -599,7 +599,7 @@ def headroom(
         {
             "pass@1": rate.mean(),
             "solved at least once": (rate > 0).mean(),
-            f"solved in >= {solved:.0%} of samples": (rate >= solved).mean(),
+            f"solved in >= {solved:g} of samples": (rate >= solved).mean(),
         }
     ).loc[[m for m in ["base"] if m in rate] + arms]
     table.index.name = "method"
@@ -608,7 +608,7 @@ def headroom(
     ceiling = float((trained.max(axis=1) > 0).mean())
     sentence = (
         f"The task {'saturates' if saturated else 'does not saturate'} for these methods: of {n} test problems, "
-        f"{by_all / n:.0%} are solved by every method in at least {solved:.0%} of its samples and "
+        f"{by_all / n:.0%} are solved by every method in at least {solved:g} of its samples and "
         f"{by_none / n:.0%} by no trained run in any sample, which leaves {left} ({left / n:.0%})"
         f" on which the methods can differ. Their pass@1 spans "
         f"{lo:.3f}-{hi:.3f} under a ceiling of {ceiling:.3f} (problems some trained run solved at least once). "
