@@ -15,7 +15,7 @@ for bit; across machines floating-point kernels differ and a long trajectory amp
 interval that excludes 0 says the rerun moved, not that either is wrong.
 
 Finished runs travel too, as their records without weights (:data:`RECORD`: metrics, final.json,
-test.json, ...; a few MB a run): ``make publish`` writes each finished, test-evaluated run's record to
+test.json, ...; ~150 KB a SmolLM2 run): ``make publish`` writes each finished, test-evaluated run's record to
 ``results/<profile>/runs/<run>/``, and ``make restore`` brings the records back into ``runs/<profile>/``
 where that run's folder is absent, after checking that the run was trained with this profile. A set of
 runs too long for one sitting (or one machine) is so completed over several: each publishes what it
