@@ -4,6 +4,7 @@ them, and the README's quoted tables are the committed files."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,27 @@ def test_publish_copies_the_tables_with_their_provenance(tmp_path):
     record = json.loads((tmp_path / "results/tiny/provenance.json").read_text())
     assert record["command"] == "make reproduce" and record["machine"]["cpus"] and "torch" in record["versions"]
     assert record["tables"] == ["comparison.md", "per_problem.csv"] and record["commit"]
+
+
+def test_publish_from_a_clean_checkout_records_no_uncommitted_changes(tmp_path, monkeypatch):
+    """The flag describes the code that ran, so the results a publish rewrites do not set it; an edited
+    tracked file does."""
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    git("init", "-q")
+    _per_problem(tmp_path / "results/tiny", {})
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    _per_problem(tmp_path / "runs/tiny/tables", {"real": 1})
+    monkeypatch.chdir(tmp_path)
+    publish(Path("runs/tiny"), Path("results/tiny"), command="make reproduce")
+    record = json.loads((tmp_path / "results/tiny/provenance.json").read_text())
+    assert record["uncommitted_changes"] is False and len(record["commit"]) == 40
+    (tmp_path / "code.py").write_text("x = 2\n")
+    publish(Path("runs/tiny"), Path("results/tiny"), command="make reproduce")
+    assert json.loads((tmp_path / "results/tiny/provenance.json").read_text())["uncommitted_changes"] is True
 
 
 def test_publishing_a_study_keeps_where_the_profiles_tables_came_from(tmp_path):

@@ -127,10 +127,11 @@ def publish(run_dir: str | Path, out_dir: str | Path, command: str = "") -> list
             f"{tables} holds none of {', '.join(TABLES)}; run `make reproduce` (or make sweep/study) first"
         )
     out_dir = Path(out_dir)
+    origin = provenance(command)  # before writing: the tables this publish rewrites are not "uncommitted changes"
     written = [atomic_write_text(out_dir / p.name, p.read_text()) for p in found]
     archived = archive_runs(run_dir, out_dir)
     runs = sorted({f"runs/{p.parent.name}" for p in archived})
-    record = {**provenance(command), "run": str(run_dir), "tables": [p.name for p in found], "runs": runs}
+    record = {**origin, "run": str(run_dir), "tables": [p.name for p in found], "runs": runs}
     by_table = _earlier_sources(out_dir / "provenance.json")
     source = {k: record[k] for k in ("commit", "uncommitted_changes", "date", "command", "run")}
     by_table.update({name: source for name in [p.name for p in found] + runs})
