@@ -54,6 +54,7 @@ def test_publish_copies_the_tables_with_their_provenance(tmp_path):
 def test_publish_from_a_clean_checkout_records_no_uncommitted_changes(tmp_path, monkeypatch):
     """The flag describes the code that ran, so the results a publish rewrites do not set it; an edited
     tracked file does."""
+
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
 
