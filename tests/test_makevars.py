@@ -140,8 +140,10 @@ def test_the_makefile_reads_no_yaml_and_never_reenters_itself():
     "goal", [["reproduce"], ["sweep", "SWEEP=smoke"], ["study", "STUDY=smoke"], ["train-all", "PROFILE=smollm2"]]
 )
 def test_one_make_no_jobserver_warning_no_undefined_variable(tmp_path, goal):
-    venv = standin_venv(tmp_path / "venv")
-    res = _make("--warn-undefined-variables", "-n", *goal, f"VENV={venv}")
+    from test_hardening import _make_tree
+
+    repo, venv = _make_tree(tmp_path)  # a copy without runs/: what make plans must not depend on what you trained
+    res = _make("--warn-undefined-variables", "-n", *goal, f"VENV={venv}", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert "jobserver" not in res.stderr and "warning" not in res.stderr, res.stderr
     assert not re.search(r"^make\[\d\]", res.stdout + res.stderr, re.M)  # no sub-make
